@@ -1,0 +1,31 @@
+// What every state model's host takes and gives: a command for one entity, and the outcome the
+// user function decided once its state change is durable. Effects, forwards and the client's reply
+// are run from the outcome by the dispatcher, outside the entity's mailbox.
+import type { ClientAction, Metadata, SideEffect } from "@cloudstate-ts/protocol";
+import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
+
+export interface CommandRequest {
+  readonly service: ServiceModel;
+  readonly method: MethodModel;
+  readonly entityId: string;
+  /** The client's serialized request message, passed through to the user function. */
+  readonly payload: Uint8Array;
+  readonly metadata?: Metadata | undefined;
+  /** Aborted when the client cancels or its deadline passes: a command still waiting is dropped. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface CommandOutcome {
+  /** reply, forward or failure; undefined when the user function sent no action. */
+  readonly action: ClientAction | undefined;
+  readonly sideEffects: readonly SideEffect[];
+}
+
+/** The host of one state model for one service: routes commands to entities and owns their streams. */
+export interface EntityService {
+  handle(request: CommandRequest): Promise<CommandOutcome>;
+  /** Active entities, for metrics and the summary. */
+  activeEntities(): number;
+  /** Finishes queued and in-flight commands, then closes every entity stream. */
+  shutdown(): Promise<void>;
+}

@@ -1,0 +1,150 @@
+// The proxy: discovery, then the ingress serving every user service through its state model's host,
+// with the store behind them. Data flows one way: ingress → dispatcher → entity → user function →
+// store → effects → reply.
+
+import type { ProxyConfig } from "./config.js";
+import { discover } from "./discovery/discover.js";
+import type { EntityKind, UserFunctionModel } from "./discovery/service-model.js";
+import { Dispatcher } from "./effects/dispatcher.js";
+import type { EntityService } from "./entities/command.js";
+import { EventSourcedService } from "./entities/eventsourced/eventsourced-service.js";
+import { addUserServices } from "./ingress/grpc-services.js";
+import { Ingress } from "./ingress/ingress.js";
+import { openStore } from "./store/open-store.js";
+import type { Store } from "./store/store.js";
+import { silentLogger, type Logger } from "./telemetry/logger.js";
+import { UserFunctionConnection } from "./user-function/connection.js";
+
+export const PROXY_NAME = "cloudstate-ts-proxy";
+export const PROXY_VERSION = "0.1.0";
+
+/** The state models this proxy serves; discovery rejects the others with a clear message. */
+export const SUPPORTED_KINDS: readonly EntityKind[] = ["eventSourced"];
+
+export interface RunningProxy {
+  readonly port: number;
+  readonly model: UserFunctionModel;
+  readonly store: Store;
+  /** Human-readable lines: each service with its entity type and persistence id, and where to call it. */
+  summary(): string[];
+  activeEntities(): number;
+  /** Graceful: stop accepting, finish in-flight commands, close entity streams, flush the store. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+  readonly signal?: AbortSignal;
+  /** Discovery backoff bounds (tests shorten them). */
+  readonly discoveryBackoffMs?: { min: number; max: number };
+}
+
+export async function startProxy(config: ProxyConfig, options: StartOptions = {}): Promise<RunningProxy> {
+  const log = options.log ?? silentLogger;
+  const connection = new UserFunctionConnection(
+    { host: config.userFunctionHost, port: config.userFunctionPort },
+    config.maxMessageBytes,
+  );
+  let store: Store | undefined;
+  try {
+    const model = await discover(
+      connection,
+      {
+        proxyName: PROXY_NAME,
+        proxyVersion: PROXY_VERSION,
+        supportedKinds: SUPPORTED_KINDS,
+        defaultPassivationTimeoutMs: config.passivationTimeoutMs,
+        checkProtocolVersion: config.checkProtocolVersion,
+        signal: options.signal,
+        minBackoffMs: options.discoveryBackoffMs?.min,
+        maxBackoffMs: options.discoveryBackoffMs?.max,
+      },
+      log.child({ component: "discovery" }),
+    );
+    store = await openStore(config.store, { dataDir: config.dataDir, durability: config.durability });
+    const activeStore = store;
+
+    const reportError = (message: string) => {
+      log.error({ component: "protocol" }, message);
+      connection.reportError(message).catch(() => undefined);
+    };
+    const handlers = new Map<string, EntityService>();
+    for (const service of model.services.values()) {
+      handlers.set(
+        service.name,
+        new EventSourcedService({
+          service,
+          journal: activeStore.journal,
+          connection,
+          commandTimeoutMs: config.commandTimeoutMs,
+          log: log.child({ component: "eventsourced" }),
+          reportError,
+          onRestart: () => log.debug({ service: service.name }, "entity restarted"),
+        }),
+      );
+    }
+    const dispatcher = new Dispatcher(model, handlers, reportError, log.child({ component: "effects" }));
+    let ready = false;
+    const ingress = new Ingress({
+      host: config.host,
+      port: config.port,
+      maxMessageBytes: config.maxMessageBytes,
+      log: log.child({ component: "ingress" }),
+      isReady: () => ready,
+    });
+    addUserServices(ingress.grpcServer, model.services.values(), dispatcher, log.child({ component: "ingress" }));
+    const port = await ingress.listen();
+    ready = true;
+    let stopping: Promise<void> | undefined;
+
+    const proxy: RunningProxy = {
+      port,
+      model,
+      store: activeStore,
+      summary: () => summarize(model, config, port, activeStore.description),
+      activeEntities: () => [...handlers.values()].reduce((n, h) => n + h.activeEntities(), 0),
+      stop: () =>
+        (stopping ??= (async () => {
+          ready = false;
+          const deadline = Date.now() + config.shutdownGraceMs;
+          await ingress.close(config.shutdownGraceMs);
+          await withTimeout(
+            Promise.all([...handlers.values()].map((h) => h.shutdown())),
+            Math.max(0, deadline - Date.now()),
+          );
+          await activeStore.close();
+          connection.close();
+        })()),
+    };
+    log.info({ port, store: activeStore.description, services: [...model.services.keys()] }, "proxy ready");
+    return proxy;
+  } catch (e) {
+    connection.close();
+    await store?.close();
+    throw e;
+  }
+}
+
+function withTimeout(work: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void work.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function summarize(model: UserFunctionModel, config: ProxyConfig, port: number, store: string): string[] {
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  const lines = [
+    `cloudstate proxy ready on ${host}:${port} (gRPC), user function at ${config.userFunctionHost}:${config.userFunctionPort}, store ${store}`,
+  ];
+  for (const s of model.services.values()) {
+    lines.push(`  ${s.name}  ${s.entityType}  persistence id "${s.persistenceId}"  passivation ${s.passivationTimeoutMs} ms`);
+    for (const m of s.methods.values()) lines.push(`    grpc ${host}:${port} ${m.path}`);
+  }
+  lines.push(`  health: http://${host}:${port}/ready  http://${host}:${port}/alive`);
+  return lines;
+}
+

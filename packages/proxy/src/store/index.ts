@@ -1,0 +1,22 @@
+// The store's public names: the contract, the implementations and how to open one from config.
+export {
+  SequenceConflictError,
+  StoreUnavailableError,
+  type Journal,
+  type JournalAppend,
+  type RecoveredJournal,
+  type Store,
+  type StoreStats,
+  type StoredEvent,
+  type StoredPayload,
+  type StoredSnapshot,
+} from "./store.js";
+export { MemoryStore } from "./memory/memory-store.js";
+export { SqliteStore, type Durability, type SqliteSettings, type SqliteStoreOptions } from "./sqlite/sqlite-store.js";
+export {
+  openStore,
+  parseStoreSpec,
+  type OpenStoreOptions,
+  type StoreSpec,
+  type StoreSpecOptions,
+} from "./open-store.js";

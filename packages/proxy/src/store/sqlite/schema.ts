@@ -1,0 +1,77 @@
+// The SQLite schema, as an ordered list of migrations. The database's PRAGMA user_version is the
+// number of migrations applied; each migration runs in its own transaction together with the
+// version bump, so a crash mid-migration leaves the previous version intact.
+// Append new migrations at the end; never edit one that has shipped.
+import type Database from "better-sqlite3";
+
+export interface Migration {
+  readonly description: string;
+  readonly sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    description: "journal and snapshots",
+    sql: `
+      -- ordering is the global commit order (eventing reads "by persistence id in commit order");
+      -- AUTOINCREMENT so an ordering value is never reused, even if rows are ever deleted.
+      CREATE TABLE journal (
+        ordering       INTEGER PRIMARY KEY AUTOINCREMENT,
+        persistence_id TEXT    NOT NULL,
+        entity_id      TEXT    NOT NULL,
+        sequence       INTEGER NOT NULL,
+        type_url       TEXT    NOT NULL,
+        payload        BLOB    NOT NULL,
+        written_at     INTEGER NOT NULL, -- milliseconds since the epoch
+        UNIQUE (persistence_id, entity_id, sequence)
+      );
+      CREATE INDEX journal_by_persistence_id ON journal (persistence_id, ordering);
+
+      -- Only the latest snapshot of each entity is kept.
+      CREATE TABLE snapshots (
+        persistence_id TEXT    NOT NULL,
+        entity_id      TEXT    NOT NULL,
+        sequence       INTEGER NOT NULL,
+        type_url       TEXT    NOT NULL,
+        payload        BLOB    NOT NULL,
+        written_at     INTEGER NOT NULL,
+        PRIMARY KEY (persistence_id, entity_id)
+      );
+    `,
+  },
+];
+
+/** Brings the database to `list.length`, applying only the migrations it has not seen. */
+export function migrate(db: Database.Database, list: readonly Migration[] = migrations): number {
+  for (;;) {
+    // Read the version inside an IMMEDIATE transaction: two processes opening a new file at the
+    // same time must not both apply the same migration.
+    const applied = db
+      .transaction(() => {
+        const version = schemaVersion(db);
+        if (version > list.length) {
+          throw new Error(
+            `the store schema is at version ${version}, newer than this proxy knows (${list.length}): upgrade the proxy`,
+          );
+        }
+        if (version === list.length) return false;
+        const migration = list[version]!;
+        try {
+          db.exec(migration.sql);
+        } catch (cause) {
+          throw new Error(
+            `store schema migration ${version + 1} (${migration.description}) failed: ${(cause as Error).message}`,
+            { cause },
+          );
+        }
+        db.pragma(`user_version = ${version + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) return list.length;
+  }
+}
+
+export function schemaVersion(db: Database.Database): number {
+  return db.pragma("user_version", { simple: true }) as number;
+}

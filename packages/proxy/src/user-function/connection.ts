@@ -1,0 +1,121 @@
+// The proxy's side of the Cloudstate protocol: one gRPC (h2c) channel to the user function, over
+// which discovery runs and every entity opens its stream. Messages are protobuf-es encoded here;
+// command payloads inside them are the clients' bytes, passed through.
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import {
+  EntitySpecSchema,
+  ProxyInfoSchema,
+  UserFunctionErrorSchema,
+  type EntitySpec,
+  type ProxyInfo,
+} from "@cloudstate-ts/protocol";
+import { EmptySchema } from "@bufbuild/protobuf/wkt";
+import { ProxyError, Code } from "../errors.js";
+
+export interface UserFunctionAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export const formatAddress = (a: UserFunctionAddress): string =>
+  a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+
+export interface BidiStream<In, Out> {
+  write(message: In): void;
+  end(): void;
+  cancel(): void;
+  on(event: "data", listener: (message: Out) => void): this;
+  on(event: "error", listener: (error: grpc.ServiceError) => void): this;
+  on(event: "end" | "close", listener: () => void): this;
+}
+
+function serializer<D extends DescMessage>(schema: D) {
+  return (message: MessageShape<D>): Buffer => {
+    const bytes = toBinary(schema, message);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer<D extends DescMessage>(schema: D) {
+  return (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes);
+}
+
+export class UserFunctionConnection {
+  readonly address: string;
+  private readonly client: grpc.Client;
+
+  constructor(address: UserFunctionAddress, maxMessageBytes: number) {
+    this.address = formatAddress(address);
+    this.client = new grpc.Client(this.address, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
+      // The user function is a sidecar on loopback: reconnect quickly when it restarts.
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1000,
+      "grpc.keepalive_time_ms": 30_000,
+    });
+  }
+
+  discover(info: ProxyInfo, deadlineMs: number): Promise<EntitySpec> {
+    return this.unary("/cloudstate.EntityDiscovery/discover", ProxyInfoSchema, EntitySpecSchema, info, deadlineMs);
+  }
+
+  async reportError(message: string): Promise<void> {
+    await this.unary(
+      "/cloudstate.EntityDiscovery/reportError",
+      UserFunctionErrorSchema,
+      EmptySchema,
+      create(UserFunctionErrorSchema, { message }),
+      5_000,
+    );
+  }
+
+  /** Opens a protocol stream, e.g. `/cloudstate.eventsourced.EventSourced/handle`. */
+  openStream<I extends DescMessage, O extends DescMessage>(
+    path: string,
+    input: I,
+    output: O,
+    metadata?: grpc.Metadata,
+  ): BidiStream<MessageShape<I>, MessageShape<O>> {
+    return this.client.makeBidiStreamRequest(
+      path,
+      serializer(input),
+      deserializer(output),
+      metadata ?? new grpc.Metadata(),
+      {},
+    ) as unknown as BidiStream<MessageShape<I>, MessageShape<O>>;
+  }
+
+  unary<I extends DescMessage, O extends DescMessage>(
+    path: string,
+    input: I,
+    output: O,
+    message: MessageShape<I>,
+    deadlineMs: number,
+  ): Promise<MessageShape<O>> {
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(
+        path,
+        serializer(input),
+        deserializer(output),
+        message,
+        new grpc.Metadata(),
+        { deadline: Date.now() + deadlineMs },
+        (err, res) => (err ? reject(this.toProxyError(err)) : resolve(res!)),
+      );
+    });
+  }
+
+  /** Maps a channel error to the status a client should see, naming the user function's address. */
+  toProxyError(err: grpc.ServiceError): ProxyError {
+    if (err.code === Code.UNAVAILABLE) {
+      return new ProxyError(Code.UNAVAILABLE, `user function at ${this.address} is unavailable: ${err.details || err.message}`, { cause: err });
+    }
+    return new ProxyError(err.code, err.details || err.message, { cause: err });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
