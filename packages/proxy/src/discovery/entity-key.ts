@@ -163,10 +163,11 @@ function formatVarint(scalar: ScalarType, v: number, big: bigint | undefined): s
   switch (scalar) {
     case ScalarType.BOOL:
       return v !== 0 ? "true" : "false";
+    // Negative int32 values are sign-extended to ten bytes, so they arrive on the BigInt path.
     case ScalarType.INT32:
-      return String(v | 0);
+      return big === undefined ? String(v | 0) : String(BigInt.asIntN(32, big));
     case ScalarType.UINT32:
-      return String(v >>> 0);
+      return big === undefined ? String(v >>> 0) : String(BigInt.asUintN(32, big));
     case ScalarType.SINT32:
     case ScalarType.SINT64: {
       const u = big ?? BigInt(v);

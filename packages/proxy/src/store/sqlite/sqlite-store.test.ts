@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import { storeContract } from "../contract.js";
@@ -103,6 +104,7 @@ describe("sqlite store", () => {
       `;
       const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", writer], {
         stdio: ["ignore", "pipe", "pipe"],
+        cwd: fileURLToPath(new URL(".", import.meta.url)), // where `--import tsx` resolves from
       });
       const acked = new Map<string, number>();
       let stderr = "";

@@ -204,19 +204,16 @@ export class SqliteStore implements Store {
   }
 
   // Runs inside the transaction. A conflicting append writes nothing and is marked; the others
-  // still commit. Earlier appends of the same batch count towards an entity's head.
+  // still commit. The head query sees this transaction's own inserts, so earlier appends of the
+  // same batch count towards an entity's head without any bookkeeping here.
   private writeBatch(batch: PendingAppend[]): number {
     const now = Date.now();
-    const heads = new Map<string, number>();
     let writes = 0;
     for (const pending of batch) {
       const { persistenceId, entityId, expectedSequence, events, snapshot } = pending.append;
-      // Length-prefixed so that no pair of ids can produce the same key.
-      const key = `${persistenceId.length}:${persistenceId}${entityId}`;
-      const head = heads.get(key) ?? this.selectHead.get(persistenceId, entityId) ?? 0;
+      const head = this.selectHead.get(persistenceId, entityId) ?? 0;
       if (head !== expectedSequence) {
         pending.conflict = new SequenceConflictError(persistenceId, entityId, expectedSequence, head);
-        heads.set(key, head);
         continue;
       }
       let sequence = expectedSequence;
@@ -224,7 +221,6 @@ export class SqliteStore implements Store {
         this.insertEvent.run(persistenceId, entityId, ++sequence, event.typeUrl, event.bytes, now);
       }
       if (snapshot) this.upsertSnapshot.run(persistenceId, entityId, sequence, snapshot.typeUrl, snapshot.bytes, now);
-      heads.set(key, sequence);
       writes++;
     }
     return writes;
