@@ -30,14 +30,21 @@ function filesOf(file: DescFile): FileDescriptorProto[] {
   return out;
 }
 
-function spec(files: FileDescriptorProto[], entities: EntitySpec["entities"] | { entityType: string; serviceName: string; persistenceId?: string; timeout?: bigint }[], version = [0, 2]): EntitySpec {
+interface EntityInit {
+  entityType: string;
+  serviceName: string;
+  persistenceId?: string;
+  timeout?: bigint;
+}
+
+function spec(files: FileDescriptorProto[], entities: EntityInit[], version = [0, 2]): EntitySpec {
   return create(EntitySpecSchema, {
     proto: toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: files })),
     entities: entities.map((e) => ({
       entityType: e.entityType,
       serviceName: e.serviceName,
       persistenceId: e.persistenceId ?? "",
-      passivationStrategy: "timeout" in e && e.timeout ? { strategy: { case: "timeout", value: { timeout: e.timeout } } } : undefined,
+      passivationStrategy: e.timeout ? { strategy: { case: "timeout" as const, value: { timeout: e.timeout } } } : undefined,
     })),
     serviceInfo: { protocolMajorVersion: version[0], protocolMinorVersion: version[1] },
   });
