@@ -41,7 +41,8 @@ export async function discover(
       if (err.code !== Code.UNAVAILABLE && err.code !== Code.DEADLINE_EXCEEDED) {
         throw new DiscoveryError(`discovery call to the user function at ${connection.address} failed: ${err.codeName}: ${err.message}`);
       }
-      const level = attempt === 1 ? "info" : "warn";
+      // A user function that starts slowly is normal; only a long wait deserves a warning.
+      const level = attempt <= 3 ? "info" : "warn";
       log[level]({ attempt, retryInMs: backoff }, `waiting for the user function at ${connection.address}`);
       await sleep(backoff, options.signal);
       backoff = Math.min(maxBackoff, backoff * 2);
