@@ -13,6 +13,7 @@ const targets = [
   ["proto", "packages/protocol/src/gen", false],
   // A user's generated code needs the Cloudstate annotation files beside it (protobuf-es imports them relatively).
   ["examples/shopping-cart/proto", "examples/shopping-cart/src/gen", true],
+  ["packages/sdk/testdata/proto", "packages/sdk/src/testdata/gen", true],
 ];
 
 for (const [input, out, withImports] of targets) {

@@ -1,0 +1,204 @@
+// What every command handler may do, whatever the entity type: fail, forward, run side effects,
+// read metadata. Each entity type's context extends this with its own state operations.
+import { create, isMessage, type DescMessage, type DescMethod, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  ClientActionSchema,
+  ForwardSchema,
+  MetadataEntrySchema,
+  MetadataSchema,
+  SideEffectSchema,
+  type ClientAction,
+  type Forward as ForwardProto,
+  type Metadata as MetadataProto,
+  type MetadataEntry,
+  type SideEffect,
+} from "@cloudstate-ts/protocol";
+import { pack } from "./any.js";
+import { CommandFailure } from "./errors.js";
+
+export type MetadataValue = string | Uint8Array;
+/** Metadata to send with a forward or side effect. */
+export type MetadataInit = Record<string, MetadataValue> | Iterable<readonly [string, MetadataValue]>;
+
+/** Request metadata (headers, CloudEvent attributes). Keys compare case-insensitively, like HTTP headers. */
+export class Metadata implements Iterable<[string, MetadataValue]> {
+  static readonly empty = new Metadata([]);
+
+  private constructor(private readonly entries: readonly [string, MetadataValue][]) {}
+
+  static fromProto(proto: MetadataProto | undefined): Metadata {
+    if (!proto || proto.entries.length === 0) return Metadata.empty;
+    const entries: [string, MetadataValue][] = [];
+    for (const e of proto.entries) if (e.value.case) entries.push([e.key, e.value.value]);
+    return new Metadata(entries);
+  }
+
+  /** The first value for `key`. */
+  get(key: string): MetadataValue | undefined {
+    const k = key.toLowerCase();
+    return this.entries.find(([name]) => name.toLowerCase() === k)?.[1];
+  }
+
+  getAll(key: string): MetadataValue[] {
+    const k = key.toLowerCase();
+    return this.entries.filter(([name]) => name.toLowerCase() === k).map(([, v]) => v);
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  [Symbol.iterator](): Iterator<[string, MetadataValue]> {
+    return this.entries[Symbol.iterator]();
+  }
+}
+
+/**
+ * A command's answer that hands the call to another method: return it from the handler. Its type
+ * carries the target's output type, so the compiler checks the client gets the reply type it expects.
+ */
+export class Forward<O extends DescMessage = DescMessage> {
+  /** @internal */
+  constructor(
+    readonly output: O,
+    /** @internal */ readonly proto: ForwardProto,
+  ) {}
+}
+
+export interface ForwardOptions {
+  metadata?: MetadataInit;
+}
+
+export interface EffectOptions {
+  /** The proxy waits for a synchronous effect (in order) before it replies; default false. */
+  synchronous?: boolean;
+  metadata?: MetadataInit;
+}
+
+/** What a command handler returns: the reply message (a message or its init shape), or a forward. */
+export type Reply<O extends DescMessage> = MessageInitShape<O> | Forward<O>;
+
+export interface CommandContext {
+  /** The entity the command is for. */
+  readonly entityId: string;
+  /** The command's id on this entity's protocol stream. */
+  readonly commandId: bigint;
+  /** The method name as in the proto, e.g. "AddItem". */
+  readonly commandName: string;
+  /** The request metadata (empty for event-sourced entities: the proxy sends none). */
+  readonly metadata: Metadata;
+  /** Fails the command: the client gets `message` as the error; the command's events and effects are dropped. */
+  fail(message: string): never;
+  /** Hands the command to `method` (of any service) once this command's state change is durable; return the result. */
+  forward<M extends DescMethod>(
+    method: M,
+    message: MessageInitShape<M["input"]>,
+    options?: ForwardOptions,
+  ): Forward<M["output"]>;
+  /** Calls `method` (of any service) after this command's state change is durable; its result is ignored. */
+  effect<M extends DescMethod>(method: M, message: MessageInitShape<M["input"]>, options?: EffectOptions): void;
+}
+
+/** The shared implementation; an entity type's context extends it. */
+export class BaseCommandContext implements CommandContext {
+  readonly sideEffects: SideEffect[] = [];
+  /** Set by fail(), so a failure stands even if the handler catches the CommandFailure. */
+  failure: string | undefined;
+  private active = true;
+
+  constructor(
+    readonly entityId: string,
+    readonly commandId: bigint,
+    readonly commandName: string,
+    readonly metadata: Metadata,
+  ) {}
+
+  fail(message: string): never {
+    this.ensureActive("fail");
+    this.failure = message;
+    throw new CommandFailure(message);
+  }
+
+  forward<M extends DescMethod>(
+    method: M,
+    message: MessageInitShape<M["input"]>,
+    options?: ForwardOptions,
+  ): Forward<M["output"]> {
+    this.ensureActive("forward");
+    const proto = create(ForwardSchema, {
+      serviceName: method.parent.typeName,
+      commandName: method.name,
+      payload: pack(method.input, create(method.input, message)),
+      metadata: metadataProto(options?.metadata),
+    });
+    return new Forward(method.output, proto);
+  }
+
+  effect<M extends DescMethod>(method: M, message: MessageInitShape<M["input"]>, options?: EffectOptions): void {
+    this.ensureActive("effect");
+    this.sideEffects.push(
+      create(SideEffectSchema, {
+        serviceName: method.parent.typeName,
+        commandName: method.name,
+        payload: pack(method.input, create(method.input, message)),
+        synchronous: options?.synchronous ?? false,
+        metadata: metadataProto(options?.metadata),
+      }),
+    );
+  }
+
+  /** Called when the handler has settled: a late call (e.g. from a forgotten promise) must not go unnoticed. */
+  deactivate(): void {
+    this.active = false;
+  }
+
+  protected ensureActive(operation: string): void {
+    if (!this.active) {
+      throw new Error(`ctx.${operation}() called after the handler of ${this.commandName} finished (a promise not awaited?)`);
+    }
+  }
+}
+
+/** Turns a handler's return value into the protocol's client action. `outputUrl` is the output's type URL. */
+export function replyAction(method: DescMethod, outputUrl: string, result: unknown): ClientAction {
+  if (result instanceof Forward) {
+    return create(ClientActionSchema, { action: { case: "forward", value: result.proto } });
+  }
+  const where = `the handler of ${method.parent.name}.${method.name}`;
+  if (result === undefined || result === null) {
+    throw new TypeError(`${where} returned nothing: return the ${method.output.typeName} reply, or ctx.forward(...)`);
+  }
+  if (isMessage(result) && result.$typeName !== method.output.typeName) {
+    throw new TypeError(`${where} returned a ${result.$typeName}, expected a ${method.output.typeName}`);
+  }
+  // create() returns a message of the right type as is, and builds one from an init shape.
+  const reply = create(method.output, result as MessageInitShape<DescMessage>);
+  return create(ClientActionSchema, {
+    action: { case: "reply", value: { payload: pack(method.output, reply, outputUrl) } },
+  });
+}
+
+export function failureAction(commandId: bigint, description: string, restart: boolean): ClientAction {
+  return create(ClientActionSchema, {
+    action: { case: "failure", value: { commandId, description, restart } },
+  });
+}
+
+function metadataProto(init: MetadataInit | undefined): MetadataProto | undefined {
+  if (init === undefined) return undefined;
+  const pairs = Symbol.iterator in init ? init : Object.entries(init);
+  const entries: MetadataEntry[] = [];
+  for (const [key, value] of pairs as Iterable<readonly [string, MetadataValue]>) {
+    entries.push(
+      create(MetadataEntrySchema, {
+        key,
+        value: typeof value === "string" ? { case: "stringValue", value } : { case: "bytesValue", value },
+      }),
+    );
+  }
+  return create(MetadataSchema, { entries });
+}
