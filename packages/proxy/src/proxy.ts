@@ -4,9 +4,10 @@
 
 import type { ProxyConfig } from "./config.js";
 import { discover } from "./discovery/discover.js";
-import type { EntityKind, UserFunctionModel } from "./discovery/service-model.js";
+import type { EntityKind, ServiceModel, UserFunctionModel } from "./discovery/service-model.js";
 import { Dispatcher } from "./effects/dispatcher.js";
 import type { EntityService } from "./entities/command.js";
+import { ActionService } from "./entities/action/action-service.js";
 import { EventSourcedService } from "./entities/eventsourced/eventsourced-service.js";
 import { addUserServices } from "./ingress/grpc-services.js";
 import { Ingress } from "./ingress/ingress.js";
@@ -19,7 +20,7 @@ export const PROXY_NAME = "cloudstate-ts-proxy";
 export const PROXY_VERSION = "0.1.0";
 
 /** The state models this proxy serves; discovery rejects the others with a clear message. */
-export const SUPPORTED_KINDS: readonly EntityKind[] = ["eventSourced"];
+export const SUPPORTED_KINDS: readonly EntityKind[] = ["eventSourced", "action"];
 
 export interface RunningProxy {
   readonly port: number;
@@ -70,18 +71,26 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
     };
     const handlers = new Map<string, EntityService>();
     for (const service of model.services.values()) {
-      handlers.set(
-        service.name,
-        new EventSourcedService({
-          service,
-          journal: activeStore.journal,
-          connection,
-          commandTimeoutMs: config.commandTimeoutMs,
-          log: log.child({ component: "eventsourced" }),
-          reportError,
-          onRestart: () => log.debug({ service: service.name }, "entity restarted"),
-        }),
-      );
+      handlers.set(service.name, hostFor(service));
+    }
+    function hostFor(service: ServiceModel): EntityService {
+      switch (service.kind) {
+        case "action":
+          return new ActionService({ service, connection, commandTimeoutMs: config.commandTimeoutMs });
+        case "eventSourced":
+          return new EventSourcedService({
+            service,
+            journal: activeStore.journal,
+            connection,
+            commandTimeoutMs: config.commandTimeoutMs,
+            log: log.child({ component: "eventsourced" }),
+            reportError,
+            onRestart: () => log.debug({ service: service.name }, "entity restarted"),
+          });
+        default:
+          // Discovery only lets SUPPORTED_KINDS through.
+          throw new Error(`no host for ${service.kind} services`);
+      }
     }
     const dispatcher = new Dispatcher(model, handlers, reportError, log.child({ component: "effects" }));
     let ready = false;
@@ -92,7 +101,7 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       log: log.child({ component: "ingress" }),
       isReady: () => ready,
     });
-    addUserServices(ingress.grpcServer, model.services.values(), dispatcher, log.child({ component: "ingress" }));
+    addUserServices(ingress.grpcServer, model.services.values(), dispatcher, handlers, log.child({ component: "ingress" }));
     const port = await ingress.listen();
     ready = true;
     let stopping: Promise<void> | undefined;

@@ -59,6 +59,30 @@ export class Dispatcher {
     ctx: CallContext,
     hops: number,
   ): Promise<Reply> {
+    const reply = await this.settleWithTrail(outcome, service, method, ctx, hops);
+    if (reply !== undefined) return reply;
+    // An action may answer nothing; a unary client still needs a message: the empty one.
+    if (service.kind === "action") return { payload: EMPTY };
+    const message = `${service.name}.${method.name}: the user function sent no reply, forward or failure`;
+    this.reportError(message);
+    throw new ProxyError(Code.INTERNAL, message);
+  }
+
+  /**
+   * Carries out one outcome: side effects, then the reply or forward. Resolves with the reply for
+   * the client, or undefined when the user function chose to send nothing (streamed actions).
+   */
+  settle(outcome: CommandOutcome, service: ServiceModel, method: MethodModel, ctx: CallContext): Promise<Reply | undefined> {
+    return this.settleWithTrail(outcome, service, method, ctx, 0);
+  }
+
+  private async settleWithTrail(
+    outcome: CommandOutcome,
+    service: ServiceModel,
+    method: MethodModel,
+    ctx: CallContext,
+    hops: number,
+  ): Promise<Reply | undefined> {
     const action = outcome.action?.action;
     if (action?.case === "failure") {
       // Failures are the user's own errors: the text reaches the client as is.
@@ -92,11 +116,8 @@ export class Dispatcher {
           hops + 1,
         );
       }
-      default: {
-        const message = `${where}: the user function sent no reply, forward or failure`;
-        this.reportError(message);
-        throw new ProxyError(Code.INTERNAL, message);
-      }
+      default:
+        return undefined;
     }
   }
 
@@ -126,6 +147,11 @@ export class Dispatcher {
   private resolve(serviceName: string, methodName: string, typeUrl: string | undefined, trail: string) {
     const service = this.model.services.get(serviceName);
     const method = service?.methods.get(methodName);
+    if (method !== undefined && (method.clientStreaming || method.serverStreaming)) {
+      const message = `${serviceName}.${methodName} is a streaming method: forwards and side effects can only call unary methods (${trail})`;
+      this.reportError(message);
+      throw new ProxyError(Code.INTERNAL, message);
+    }
     if (service === undefined || method === undefined) {
       const message = service === undefined
         ? `unknown service ${serviceName} (${trail})`

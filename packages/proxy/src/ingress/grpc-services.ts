@@ -2,13 +2,17 @@
 // Requests and replies stay bytes: the (de)serializers are identities (invariant 4).
 import * as grpc from "@grpc/grpc-js";
 import { Code, ProxyError } from "../errors.js";
-import type { Dispatcher } from "../effects/dispatcher.js";
+import type { Dispatcher, Reply } from "../effects/dispatcher.js";
 import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
+import type { CommandOutcome, EntityService } from "../entities/command.js";
+import { ActionService } from "../entities/action/action-service.js";
 import type { Logger } from "../telemetry/logger.js";
+import { metadataFromGrpc, metadataToGrpc } from "./metadata.js";
 
 const passThrough = (bytes: Buffer): Buffer => bytes;
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const EMPTY = Buffer.alloc(0);
 
 export function toServiceError(error: unknown): Partial<grpc.ServiceError> {
   const err = ProxyError.from(error);
@@ -19,11 +23,13 @@ export function addUserServices(
   server: grpc.Server,
   services: Iterable<ServiceModel>,
   dispatcher: Dispatcher,
+  handlers: ReadonlyMap<string, EntityService>,
   log: Logger,
 ): void {
   for (const service of services) {
     const definition: Record<string, grpc.MethodDefinition<Buffer, Uint8Array>> = {};
     const implementation: grpc.UntypedServiceImplementation = {};
+    const handler = handlers.get(service.name);
     for (const method of service.methods.values()) {
       definition[method.name] = {
         path: method.path,
@@ -35,29 +41,112 @@ export function addUserServices(
         responseDeserialize: passThrough,
         originalName: method.name,
       };
-      implementation[method.name] = handlerFor(service, method, dispatcher, log);
+      const ctx = new CallHandlers(service, method, dispatcher, log);
+      implementation[method.name] = !method.clientStreaming && !method.serverStreaming
+        ? ctx.unary
+        : handler instanceof ActionService
+          ? ctx.actionStream(handler)
+          : ctx.unsupported;
     }
     server.addService(definition as grpc.ServiceDefinition, implementation);
   }
 }
 
-function handlerFor(service: ServiceModel, method: MethodModel, dispatcher: Dispatcher, log: Logger) {
-  if (method.clientStreaming || method.serverStreaming) {
-    // Streaming shapes arrive with the state models that use them (CRDTs, actions).
-    return (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      call.emit("error", toServiceError(new ProxyError(Code.UNIMPLEMENTED, `${method.path}: streaming calls are not supported for ${service.kind} services`)));
-    };
+
+/** The handlers of one method, for each call shape. */
+class CallHandlers {
+  /** Event-sourced commands carry no metadata (PROTOCOL.md §5): skip the header copy on the hot path. */
+  private readonly withMetadata: boolean;
+
+  constructor(
+    private readonly service: ServiceModel,
+    private readonly method: MethodModel,
+    private readonly dispatcher: Dispatcher,
+    private readonly log: Logger,
+  ) {
+    this.withMetadata = service.kind !== "eventSourced";
   }
-  return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Uint8Array>) => {
-    const aborter = new AbortController();
-    call.once("cancelled", () => aborter.abort());
-    dispatcher.call(service, method, call.request, { signal: aborter.signal }).then(
-      (reply) => callback(null, reply.payload),
-      (error: unknown) => {
-        const err = ProxyError.from(error);
-        if (err.code === Code.INTERNAL) log.error({ path: method.path, err: err.message }, "command failed");
-        callback(toServiceError(err));
+
+  readonly unary = (call: grpc.ServerUnaryCall<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>): void => {
+    const signal = abortOnCancel(call);
+    const metadata = this.withMetadata ? metadataFromGrpc(call.metadata) : undefined;
+    this.dispatcher.call(this.service, this.method, call.request, { signal, metadata }).then(
+      (reply) => {
+        const headers = metadataToGrpc(reply.metadata);
+        if (headers) call.sendMetadata(headers);
+        callback(null, reply.payload);
       },
+      (error: unknown) => callback(this.failed(error)),
     );
   };
+
+  readonly unsupported = (call: grpc.ServerWritableStream<Buffer, Uint8Array> | grpc.ServerDuplexStream<Buffer, Uint8Array>): void => {
+    call.emit("error", toServiceError(new ProxyError(Code.UNIMPLEMENTED, `${this.method.path}: streaming calls are not supported yet for ${this.service.kind} services`)));
+  };
+
+  actionStream(action: ActionService) {
+    const { method } = this;
+    if (method.clientStreaming && !method.serverStreaming) {
+      return (call: grpc.ServerReadableStream<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
+        const signal = abortOnCancel(call);
+        const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
+        action
+          .streamedIn(method, call as AsyncIterable<Buffer>, ctx.metadata, signal)
+          .then((outcome) => this.dispatcher.settle(outcome, this.service, method, ctx))
+          .then(
+            (reply) => {
+              const headers = metadataToGrpc(reply?.metadata);
+              if (headers) call.sendMetadata(headers);
+              callback(null, reply?.payload ?? EMPTY);
+            },
+            (error: unknown) => callback(this.failed(error)),
+          );
+      };
+    }
+    return (call: grpc.ServerWritableStream<Buffer, Uint8Array> | grpc.ServerDuplexStream<Buffer, Uint8Array>) => {
+      const signal = abortOnCancel(call);
+      const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
+      const outcomes = method.clientStreaming
+        ? action.streamed(method, call as grpc.ServerDuplexStream<Buffer, Uint8Array> as AsyncIterable<Buffer>, ctx.metadata, signal)
+        : action.streamedOut(method, (call as grpc.ServerWritableStream<Buffer, Uint8Array>).request, ctx.metadata, signal);
+      void this.relay(outcomes, call, ctx);
+    };
+  }
+
+  /** Sends each outcome's reply (in order, after its effects) down a server stream. */
+  private async relay(
+    outcomes: AsyncIterable<CommandOutcome>,
+    call: grpc.ServerWritableStream<Buffer, Uint8Array> | grpc.ServerDuplexStream<Buffer, Uint8Array>,
+    ctx: { signal: AbortSignal; metadata: ReturnType<typeof metadataFromGrpc> },
+  ): Promise<void> {
+    let headersSent = false;
+    try {
+      for await (const outcome of outcomes) {
+        const reply: Reply | undefined = await this.dispatcher.settle(outcome, this.service, this.method, ctx);
+        if (reply === undefined || call.cancelled) continue;
+        if (!headersSent) {
+          headersSent = true;
+          const headers = metadataToGrpc(reply.metadata);
+          if (headers) call.sendMetadata(headers);
+        }
+        call.write(reply.payload);
+      }
+      call.end();
+    } catch (error) {
+      if (!call.cancelled) call.emit("error", this.failed(error));
+    }
+  }
+
+  private failed(error: unknown): Partial<grpc.ServiceError> {
+    const err = ProxyError.from(error);
+    if (err.code === Code.INTERNAL) this.log.error({ path: this.method.path, err: err.message }, "command failed");
+    return toServiceError(err);
+  }
+}
+
+/** Aborted when the client cancels or its deadline passes. */
+function abortOnCancel(call: { once(event: "cancelled", listener: () => void): unknown }): AbortSignal {
+  const aborter = new AbortController();
+  call.once("cancelled", () => aborter.abort());
+  return aborter.signal;
 }

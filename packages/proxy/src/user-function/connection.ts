@@ -21,6 +21,12 @@ export interface UserFunctionAddress {
 export const formatAddress = (a: UserFunctionAddress): string =>
   a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 
+function cancelOnAbort(call: { cancel(): void }, signal: AbortSignal | undefined): void {
+  if (!signal) return;
+  if (signal.aborted) call.cancel();
+  else signal.addEventListener("abort", () => call.cancel(), { once: true });
+}
+
 export interface BidiStream<In, Out> {
   write(message: In): void;
   end(): void;
@@ -93,9 +99,10 @@ export class UserFunctionConnection {
     output: O,
     message: MessageShape<I>,
     deadlineMs: number,
+    signal?: AbortSignal,
   ): Promise<MessageShape<O>> {
     return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
+      const call = this.client.makeUnaryRequest(
         path,
         serializer(input),
         deserializer(output),
@@ -104,11 +111,57 @@ export class UserFunctionConnection {
         { deadline: Date.now() + deadlineMs },
         (err, res) => (err ? reject(this.toProxyError(err)) : resolve(res!)),
       );
+      cancelOnAbort(call, signal);
     });
+  }
+
+  /** A client-streaming call: write messages, end, and await the one response. */
+  clientStream<I extends DescMessage, O extends DescMessage>(
+    path: string,
+    input: I,
+    output: O,
+    signal?: AbortSignal,
+  ): { write(message: MessageShape<I>): void; end(): void; response: Promise<MessageShape<O>> } {
+    let call!: grpc.ClientWritableStream<MessageShape<I>>;
+    const response = new Promise<MessageShape<O>>((resolve, reject) => {
+      call = this.client.makeClientStreamRequest(
+        path,
+        serializer(input),
+        deserializer(output),
+        new grpc.Metadata(),
+        {},
+        (err, res) => (err ? reject(this.toProxyError(err)) : resolve(res!)),
+      );
+    });
+    cancelOnAbort(call, signal);
+    return { write: (m) => void call.write(m), end: () => call.end(), response };
+  }
+
+  /** A server-streaming call, as an async iterable of responses (errors become ProxyErrors). */
+  serverStream<I extends DescMessage, O extends DescMessage>(
+    path: string,
+    input: I,
+    output: O,
+    message: MessageShape<I>,
+    signal?: AbortSignal,
+  ): AsyncIterable<MessageShape<O>> {
+    const call = this.client.makeServerStreamRequest(path, serializer(input), deserializer(output), message, new grpc.Metadata(), {});
+    cancelOnAbort(call, signal);
+    return this.iterate<MessageShape<O>>(call);
+  }
+
+  /** Reads a grpc-js response stream, mapping its error to a ProxyError that names the user function. */
+  async *iterate<T>(call: AsyncIterable<unknown>): AsyncIterable<T> {
+    try {
+      for await (const message of call) yield message as T;
+    } catch (e) {
+      throw this.toProxyError(e as grpc.ServiceError);
+    }
   }
 
   /** Maps a channel error to the status a client should see, naming the user function's address. */
   toProxyError(err: grpc.ServiceError): ProxyError {
+    if (err instanceof ProxyError) return err;
     if (err.code === Code.UNAVAILABLE) {
       return new ProxyError(Code.UNAVAILABLE, `user function at ${this.address} is unavailable: ${err.details || err.message}`, { cause: err });
     }

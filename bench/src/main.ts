@@ -1,0 +1,625 @@
+// The benchmark: AddItem under a closed-loop load, against the bare-gRPC floor and through the
+// proxy (SQLite and memory stores). Servers run as child processes on free loopback ports; the
+// load generator runs here. Prints ONE JSON document to stdout; progress goes to stderr.
+//
+//   npm run bench -- --scenario all --duration 10
+//
+// Options: --scenario floor|proxy-sqlite|proxy-memory|all, --concurrency N, --keys N,
+// --duration S, --warmup S, --channels N, --threads N, --uf sdk|raw, --durability fsync|relaxed,
+// --key-order round-robin|random, --repeat N, --proxy-node-args=A, --profile DIR, --json-out FILE,
+// --verbose (see USAGE below).
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import * as net from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { runLoad, type LoadResult } from "./load.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const CLI = join(ROOT, "packages/cli/bin/cloudstate.js");
+const FLOOR = join(ROOT, "bench/src/floor.ts");
+const SDK_UF = join(ROOT, "examples/shopping-cart/src/main.ts");
+const RAW_UF = join(ROOT, "tests/fixtures/raw-cart-user-function.ts");
+const HOST = "127.0.0.1";
+// `npm run bench` runs in bench/; relative paths given on the command line are the caller's.
+const INVOKED_FROM = process.env.INIT_CWD ?? process.cwd();
+
+const SCENARIOS = ["floor", "proxy-sqlite", "proxy-memory"] as const;
+type Scenario = (typeof SCENARIOS)[number];
+type UfKind = "sdk" | "raw";
+
+const USAGE = `usage: npm run bench -- [options]
+  --scenario floor|proxy-sqlite|proxy-memory|all   (default all; a comma-separated list also works)
+  --concurrency N      callers, one request in flight each (default 64)
+  --keys N             distinct carts (default 1000)
+  --duration S         measured seconds (default 10)
+  --warmup S           seconds of load before measuring (default 2)
+  --channels N         client HTTP/2 connections (default 1; with --threads, at least one per thread)
+  --threads N          worker threads the load generator's callers are spread over (default 1)
+  --key-order O        round-robin | random (default round-robin)
+  --uf sdk|raw         user function: our SDK's shopping cart or the raw-protocol one
+                       (default sdk when it starts and passes discovery, else raw)
+  --durability D       fsync | relaxed, for proxy-sqlite (default fsync)
+  --proxy-node-args=A  extra node flags for the proxy process, space-separated
+                       (e.g. --proxy-node-args=--max-semi-space-size=64; note the "=")
+  --profile DIR        run the proxy and the user function with --cpu-prof into DIR/<scenario>-*/
+  --repeat N           run the scenarios N times, interleaved; report each one's median run (default 1)
+  --json-out FILE      also write the JSON document to FILE
+  --verbose            echo the children's output to stderr`;
+
+interface Params {
+  scenarios: Scenario[];
+  concurrency: number;
+  keys: number;
+  durationS: number;
+  warmupS: number;
+  channels: number;
+  threads: number;
+  repeat: number;
+  keyOrder: "round-robin" | "random";
+  uf: UfKind | "auto";
+  durability: "fsync" | "relaxed";
+  proxyNodeArgs: string[];
+  profileDir: string | undefined;
+  jsonOut: string | undefined;
+  verbose: boolean;
+}
+
+interface ScenarioResult extends Measured {
+  scenario: Scenario;
+  /** With --repeat: every run, in order; the entry itself is the median run by throughput. */
+  repeats?: { throughputs: number[]; p99Ms: number[]; errors: number };
+  /** Which user function served a proxy scenario. */
+  uf?: UfKind;
+  store?: string;
+}
+
+function parseParams(argv: string[]): Params {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenario: { type: "string", default: "all" },
+      concurrency: { type: "string", default: "64" },
+      keys: { type: "string", default: "1000" },
+      duration: { type: "string", default: "10" },
+      warmup: { type: "string", default: "2" },
+      channels: { type: "string", default: "1" },
+      threads: { type: "string", default: "1" },
+      repeat: { type: "string", default: "1" },
+      "key-order": { type: "string", default: "round-robin" },
+      uf: { type: "string" },
+      durability: { type: "string", default: "fsync" },
+      profile: { type: "string" },
+      "proxy-node-args": { type: "string", default: "" },
+      "json-out": { type: "string" },
+      verbose: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stderr.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const scenarios: Scenario[] = [];
+  for (const s of values.scenario.split(",").map((x) => x.trim())) {
+    if (s === "all") scenarios.push(...SCENARIOS);
+    else if ((SCENARIOS as readonly string[]).includes(s)) scenarios.push(s as Scenario);
+    else usage(`unknown --scenario "${s}": expected floor, proxy-sqlite, proxy-memory or all`);
+  }
+  const uf = values.uf ?? "auto";
+  if (uf !== "sdk" && uf !== "raw" && uf !== "auto") usage(`unknown --uf "${uf}": expected sdk or raw`);
+  const durability = values.durability;
+  if (durability !== "fsync" && durability !== "relaxed") usage(`unknown --durability "${durability}": expected fsync or relaxed`);
+  const keyOrder = values["key-order"];
+  if (keyOrder !== "round-robin" && keyOrder !== "random") usage(`unknown --key-order "${keyOrder}": expected round-robin or random`);
+  return {
+    scenarios: [...new Set(scenarios)],
+    concurrency: int("concurrency", values.concurrency),
+    keys: int("keys", values.keys),
+    durationS: num("duration", values.duration, 0),
+    warmupS: values.warmup.trim() === "0" ? 0 : num("warmup", values.warmup, 0),
+    channels: int("channels", values.channels),
+    threads: int("threads", values.threads),
+    repeat: int("repeat", values.repeat),
+    keyOrder,
+    uf,
+    durability,
+    proxyNodeArgs: values["proxy-node-args"].split(/\s+/).filter((a) => a !== ""),
+    profileDir: values.profile === undefined ? undefined : resolve(INVOKED_FROM, values.profile),
+    jsonOut: values["json-out"] === undefined ? undefined : resolve(INVOKED_FROM, values["json-out"]),
+    verbose: values.verbose,
+  };
+}
+
+function int(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+function num(name: string, value: string, above: number): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= above) usage(`--${name} must be a number > ${above}, got "${value}"`);
+  return n;
+}
+
+function usage(message: string): never {
+  process.stderr.write(`bench: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+const progress = (message: string): void => {
+  process.stderr.write(`[bench] ${message}\n`);
+};
+
+// ---- child processes -------------------------------------------------------------------------
+
+class Child {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<number | string>;
+  private readonly tail: string[] = [];
+  private exitInfo: number | string | undefined;
+
+  constructor(
+    readonly name: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    verbose: boolean,
+  ) {
+    this.proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    live.add(this);
+    const collect = (chunk: Buffer) => {
+      const text = chunk.toString("utf8");
+      if (verbose) process.stderr.write(text.replace(/^(?=.)/gm, `[${name}] `));
+      this.tail.push(...text.split("\n").filter((l) => l !== ""));
+      if (this.tail.length > 40) this.tail.splice(0, this.tail.length - 40);
+    };
+    this.proc.stdout!.on("data", collect);
+    this.proc.stderr!.on("data", collect);
+    this.exited = new Promise((resolve) => {
+      this.proc.once("exit", (code, signal) => {
+        this.exitInfo = signal ?? code ?? "unknown";
+        live.delete(this);
+        resolve(this.exitInfo);
+      });
+      this.proc.once("error", (err) => {
+        this.tail.push(`spawn error: ${err.message}`);
+        this.exitInfo = "spawn-error";
+        live.delete(this);
+        resolve(this.exitInfo);
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get hasExited(): boolean {
+    return this.exitInfo !== undefined;
+  }
+
+  /** The last lines the child printed, for error messages. */
+  output(): string {
+    return this.tail.map((l) => `    ${l}`).join("\n");
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within graceMs. */
+  async stop(graceMs = 15_000): Promise<void> {
+    if (this.hasExited) return;
+    this.proc.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      if (!this.hasExited) {
+        progress(`${this.name} did not exit within ${graceMs} ms of SIGTERM: SIGKILL`);
+        this.proc.kill("SIGKILL");
+      }
+    }, graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+const live = new Set<Child>();
+
+// If the bench itself is interrupted, its children go too.
+function killChildrenOnSignal(): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    progress(`${signal}: stopping ${live.size} child process(es)`);
+    for (const c of live) c.proc.kill("SIGKILL");
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+}
+
+const tempDirs = new Set<string>();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, HOST, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until check() is true; fails when the child exits or the time is up. */
+async function waitFor(what: string, child: Child, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.hasExited) throw new Error(`${child.name} exited (${String(await child.exited)}) before ${what}:\n${child.output()}`);
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms:\n${child.output()}`);
+    await sleep(100);
+  }
+}
+
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, HOST);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+function httpReady(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: HOST, port, path: "/ready", timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.once("timeout", () => req.destroy());
+    req.once("error", () => resolve(false));
+  });
+}
+
+// ---- CPU accounting ----------------------------------------------------------------------------
+
+const CLOCK_TICKS = 100; // USER_HZ: 100 on Linux/x86 and arm64
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined elsewhere. */
+function procCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+function cpuSnapshot(children: Child[]): Record<string, number | undefined> {
+  const out: Record<string, number | undefined> = { bench: procCpuSeconds(process.pid) };
+  for (const c of children) out[c.name] = procCpuSeconds(c.pid);
+  return out;
+}
+
+/** CPU seconds each process used during the load (warm-up included), from /proc. */
+function cpuDelta(before: Record<string, number | undefined>, after: Record<string, number | undefined>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, a] of Object.entries(after)) {
+    const b = before[name];
+    if (a !== undefined && b !== undefined) out[name] = Math.round((a - b) * 100) / 100;
+  }
+  return out;
+}
+
+// ---- scenarios ----------------------------------------------------------------------------------
+
+const nodeArgs = (script: string, profile: string | undefined): string[] => [
+  ...(profile ? ["--cpu-prof", "--cpu-prof-dir", profile] : []),
+  "--import",
+  "tsx",
+  script,
+];
+
+/** Busy, iowait and steal CPU seconds of the whole machine so far (all cores), from /proc/stat. */
+function machineCpu(): { busy: number; iowait: number; steal: number } | undefined {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, , iowait, , , steal] = f as [number, number, number, number, number, number, number, number];
+    return { busy: (user + nice + system) / CLOCK_TICKS, iowait: iowait / CLOCK_TICKS, steal: steal / CLOCK_TICKS };
+  } catch {
+    return undefined;
+  }
+}
+
+async function runMeasured(p: Params, port: number, children: Child[]): Promise<Measured> {
+  const machineBefore = machineCpu();
+  const wallBefore = process.hrtime.bigint();
+  const before = cpuSnapshot(children);
+  const result = await runLoad({
+    target: `${HOST}:${port}`,
+    concurrency: p.concurrency,
+    keys: p.keys,
+    durationS: p.durationS,
+    warmupS: p.warmupS,
+    channels: p.channels,
+    threads: p.threads,
+    keyOrder: p.keyOrder,
+  });
+  const cpuSeconds = cpuDelta(before, cpuSnapshot(children));
+  const wallSeconds = Number(process.hrtime.bigint() - wallBefore) / 1e9;
+  const machineAfter = machineCpu();
+  let machine: Measured["machineCpu"];
+  if (machineBefore && machineAfter) {
+    const busy = machineAfter.busy - machineBefore.busy;
+    const ours = Object.values(cpuSeconds).reduce((n, x) => n + x, 0);
+    machine = {
+      wallSeconds: round2(wallSeconds),
+      busySeconds: round2(busy),
+      othersSeconds: round2(Math.max(0, busy - ours)),
+      iowaitSeconds: round2(machineAfter.iowait - machineBefore.iowait),
+      stealSeconds: round2(machineAfter.steal - machineBefore.steal),
+    };
+  }
+  const cpuMicrosPerRequest: Record<string, number> = {};
+  for (const [name, seconds] of Object.entries(cpuSeconds)) {
+    if (result.completed > 0) cpuMicrosPerRequest[name] = Math.round((seconds * 1e6) / result.completed);
+  }
+  return { ...result, cpuSeconds, cpuMicrosPerRequest, ...(machine ? { machineCpu: machine } : {}) };
+}
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+interface Measured extends LoadResult {
+  cpuSeconds: Record<string, number>;
+  /**
+   * CPU µs each process spent per finished request (cpuSeconds / completed): how much work a
+   * request costs, less sensitive to a noisy machine than throughput.
+   */
+  cpuMicrosPerRequest: Record<string, number>;
+  /**
+   * The whole machine over the load (warm-up included): CPU seconds busy on all cores, the part
+   * not used by the bench and its children (other processes: noise), iowait and steal.
+   */
+  machineCpu?: { wallSeconds: number; busySeconds: number; othersSeconds: number; iowaitSeconds: number; stealSeconds: number };
+}
+
+async function runFloor(p: Params): Promise<ScenarioResult> {
+  const port = await freePort();
+  const floor = new Child("floor", nodeArgs(FLOOR, undefined), { PORT: String(port), HOST }, p.verbose);
+  try {
+    await waitFor("the floor server listened", floor, () => tcpOpen(port), 30_000);
+    progress(`floor: listening on ${HOST}:${port}; loading`);
+    return { scenario: "floor", ...(await runMeasured(p, port, [floor])) };
+  } finally {
+    await floor.stop();
+  }
+}
+
+/** Starts a user function and a proxy in front of it; resolves when the proxy answers /ready. */
+async function startProxyPair(
+  p: Params,
+  scenario: Scenario,
+  uf: UfKind,
+  store: string,
+): Promise<{ port: number; children: Child[] }> {
+  const ufPort = await freePort();
+  const port = await freePort();
+  const profile = (who: string) => {
+    if (p.profileDir === undefined) return undefined;
+    const dir = join(p.profileDir, `${scenario}-${who}`);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  };
+  const children: Child[] = [];
+  const ufChild = new Child(`uf-${uf}`, nodeArgs(uf === "sdk" ? SDK_UF : RAW_UF, profile("uf")), { PORT: String(ufPort) }, p.verbose);
+  children.push(ufChild);
+  try {
+    await waitFor("the user function listened", ufChild, () => tcpOpen(ufPort), 60_000);
+    const proxy = new Child(
+      "proxy",
+      [
+        ...p.proxyNodeArgs,
+        ...(p.profileDir ? ["--cpu-prof", "--cpu-prof-dir", profile("proxy")!] : []),
+        CLI,
+        "proxy",
+        "--host",
+        HOST,
+        "--port",
+        String(port),
+        "--user-function",
+        `${HOST}:${ufPort}`,
+        "--store",
+        store,
+        "--durability",
+        p.durability,
+        "--log-level",
+        "warn",
+      ],
+      {},
+      p.verbose,
+    );
+    children.push(proxy);
+    await waitFor("the proxy was ready", proxy, () => httpReady(port), 60_000);
+    return { port, children };
+  } catch (e) {
+    await stopAll(children);
+    throw e;
+  }
+}
+
+// Proxy first (it drains in-flight commands and flushes the store), then the user function.
+async function stopAll(children: Child[]): Promise<void> {
+  for (const c of [...children].reverse()) await c.stop();
+}
+
+let chosenUf: UfKind | undefined;
+
+async function runProxy(p: Params, scenario: "proxy-sqlite" | "proxy-memory"): Promise<ScenarioResult> {
+  const dir = mkdtempSync(join(tmpdir(), "cloudstate-bench-"));
+  tempDirs.add(dir);
+  const store = scenario === "proxy-sqlite" ? `sqlite:${join(dir, "bench.db")}` : "memory";
+  try {
+    let pair: { port: number; children: Child[] };
+    let uf: UfKind = chosenUf ?? (p.uf === "auto" ? (existsSync(SDK_UF) ? "sdk" : "raw") : p.uf);
+    try {
+      pair = await startProxyPair(p, scenario, uf, store);
+    } catch (e) {
+      if (p.uf !== "auto" || uf === "raw") throw e;
+      progress(`the SDK shopping cart did not start or pass discovery, using the raw-protocol one:\n${(e as Error).message}`);
+      uf = "raw";
+      pair = await startProxyPair(p, scenario, uf, store);
+    }
+    chosenUf = uf;
+    progress(`${scenario}: proxy on ${HOST}:${pair.port}, user function ${uf}, store ${store}${scenario === "proxy-sqlite" ? ` (${p.durability})` : ""}; loading`);
+    try {
+      const result = await runMeasured(p, pair.port, pair.children);
+      return { scenario, uf, store: scenario === "proxy-sqlite" ? `sqlite (${p.durability})` : "memory", ...result };
+    } finally {
+      await stopAll(pair.children);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+}
+
+// ---- report -------------------------------------------------------------------------------------
+
+const BAR = {
+  text: "AddItem through the proxy on the fsync-safe SQLite store, 64 concurrent callers over 1,000 carts: at least 60% of the bare-gRPC floor's throughput measured in the same run, p99 under 50 ms, zero errors",
+  minThroughputRatio: 0.6,
+  maxP99Ms: 50,
+};
+
+const ratio = (a: ScenarioResult | undefined, b: ScenarioResult | undefined): number | null =>
+  a && b && b.throughput > 0 ? Math.round((a.throughput / b.throughput) * 1000) / 1000 : null;
+
+function report(p: Params, results: ScenarioResult[], busyBeforeStartPercent: number | null) {
+  const by = (s: Scenario) => results.find((r) => r.scenario === s);
+  const floor = by("floor");
+  const sqlite = by("proxy-sqlite");
+  const ratios = {
+    proxySqliteVsFloor: ratio(sqlite, floor),
+    proxyMemoryVsFloor: ratio(by("proxy-memory"), floor),
+  };
+  const cpu = cpus();
+  const barApplies = floor !== undefined && sqlite !== undefined && p.durability === "fsync";
+  return {
+    machine: {
+      cpus: cpu.length,
+      model: cpu[0]?.model ?? "unknown",
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      busyBeforeStartPercent,
+    },
+    params: {
+      scenarios: p.scenarios,
+      concurrency: p.concurrency,
+      keys: p.keys,
+      durationS: p.durationS,
+      warmupS: p.warmupS,
+      channels: p.channels,
+      threads: p.threads,
+      repeat: p.repeat,
+      keyOrder: p.keyOrder,
+      uf: chosenUf ?? (p.uf === "auto" ? null : p.uf),
+      durability: p.durability,
+      proxyNodeArgs: p.proxyNodeArgs,
+      profiled: p.profileDir !== undefined,
+    },
+    results,
+    ratios,
+    bar: barApplies
+      ? {
+          text: BAR.text,
+          throughputRatioOk: ratios.proxySqliteVsFloor !== null && ratios.proxySqliteVsFloor >= BAR.minThroughputRatio,
+          p99Ok: sqlite.p99Ms < BAR.maxP99Ms,
+          zeroErrors: (sqlite.repeats?.errors ?? sqlite.errors) === 0,
+          met:
+            ratios.proxySqliteVsFloor !== null &&
+            ratios.proxySqliteVsFloor >= BAR.minThroughputRatio &&
+            sqlite.p99Ms < BAR.maxP99Ms &&
+            (sqlite.repeats?.errors ?? sqlite.errors) === 0 &&
+            p.concurrency === 64 &&
+            p.keys === 1000 &&
+            p.proxyNodeArgs.length === 0 &&
+            p.profileDir === undefined,
+        }
+      : null,
+  };
+}
+
+function line(r: ScenarioResult): string {
+  const cpu = Object.entries(r.cpuSeconds)
+    .map(([k, v]) => `${k} ${v}s (${r.cpuMicrosPerRequest[k] ?? "?"} µs/req)`)
+    .join(", ");
+  const m = r.machineCpu ? `; machine busy ${r.machineCpu.busySeconds}s of ${r.machineCpu.wallSeconds}s wall (others ${r.machineCpu.othersSeconds}s, iowait ${r.machineCpu.iowaitSeconds}s, steal ${r.machineCpu.stealSeconds}s)` : "";
+  return `${r.scenario}: ${r.throughput} req/s, p50 ${r.p50Ms} ms, p90 ${r.p90Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms, ok ${r.ok}, errors ${r.errors}; cpu ${cpu}${m}`;
+}
+
+/** The median run by throughput (the lower one of an even count), with every run's numbers. */
+function medianRun(all: ScenarioResult[]): ScenarioResult {
+  if (all.length === 1) return all[0]!;
+  const sorted = [...all].sort((a, b) => a.throughput - b.throughput);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  return {
+    ...median,
+    repeats: {
+      throughputs: all.map((r) => r.throughput),
+      p99Ms: all.map((r) => r.p99Ms),
+      errors: all.reduce((n, r) => n + r.errors, 0),
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const p = parseParams(process.argv.slice(2));
+  killChildrenOnSignal();
+  if (p.profileDir) mkdirSync(p.profileDir, { recursive: true });
+  // A shared machine skews every number: say how busy it was before we started.
+  const before = machineCpu();
+  await sleep(1000);
+  const after = machineCpu();
+  const busyBeforeStart = before && after ? Math.round(((after.busy - before.busy) / cpus().length) * 100) : null;
+  if (busyBeforeStart !== null) {
+    progress(`machine busy before start: ${busyBeforeStart}% of ${cpus().length} CPUs${busyBeforeStart > 10 ? " (other work is running: numbers will be noisy)" : ""}`);
+  }
+  const runs = new Map<Scenario, ScenarioResult[]>(p.scenarios.map((s) => [s, []]));
+  // Repeats are interleaved (floor, proxy, …, floor, proxy, …) so slow drifts of a shared machine
+  // hit every scenario alike; each scenario then reports its median run by throughput.
+  for (let round = 1; round <= p.repeat; round++) {
+    for (const scenario of p.scenarios) {
+      const of = p.repeat > 1 ? ` (run ${round} of ${p.repeat})` : "";
+      progress(`${scenario}${of}: ${p.concurrency} callers, ${p.keys} carts, ${p.warmupS} s warm-up + ${p.durationS} s, ${p.channels} channel(s), ${p.threads} generator thread(s)`);
+      const result = scenario === "floor" ? await runFloor(p) : await runProxy(p, scenario);
+      progress(line(result));
+      for (const e of result.errorSamples) progress(`  error: ${e}`);
+      const busyElsewhere = result.machineCpu ? result.machineCpu.othersSeconds / (result.machineCpu.wallSeconds * cpus().length) : 0;
+      if (busyElsewhere > 0.1) {
+        progress(`  warning: other processes used ${Math.round(busyElsewhere * 100)}% of the machine's CPU during this run; its numbers are not reliable`);
+      }
+      runs.get(scenario)!.push(result);
+    }
+  }
+  const results = p.scenarios.map((s) => medianRun(runs.get(s)!));
+  const doc = report(p, results, busyBeforeStart);
+  const json = `${JSON.stringify(doc, null, 2)}\n`;
+  process.stdout.write(json);
+  if (p.jsonOut) {
+    writeFileSync(p.jsonOut, json);
+    progress(`wrote ${p.jsonOut}`);
+  }
+  if (p.profileDir) progress(`CPU profiles in ${p.profileDir}/<scenario>-{proxy,uf}/ (CPU.*.<pid>.0.*.cpuprofile is the main thread); summarize with: npx tsx bench/src/profile-summary.ts FILE.cpuprofile`);
+}
+
+main().catch((e: unknown) => {
+  progress(`failed: ${(e as Error).stack ?? String(e)}`);
+  process.exitCode = 1;
+});
