@@ -3,6 +3,7 @@
 // store → effects → reply.
 
 import type { ProxyConfig } from "./config.js";
+import { Code, ProxyError } from "./errors.js";
 import { discover } from "./discovery/discover.js";
 import type { EntityKind, ServiceModel, UserFunctionModel } from "./discovery/service-model.js";
 import { Dispatcher } from "./effects/dispatcher.js";
@@ -42,9 +43,11 @@ export interface StartOptions {
 
 export async function startProxy(config: ProxyConfig, options: StartOptions = {}): Promise<RunningProxy> {
   const log = options.log ?? silentLogger;
+  // The message-size limit is for clients; the user function's messages wrap a client's payload
+  // (and discovery carries whole descriptor sets), so its link gets generous headroom.
   const connection = new UserFunctionConnection(
     { host: config.userFunctionHost, port: config.userFunctionPort },
-    config.maxMessageBytes,
+    Math.max(64 * 1024 * 1024, 2 * config.maxMessageBytes),
   );
   let store: Store | undefined;
   try {
@@ -116,7 +119,10 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
         (stopping ??= (async () => {
           ready = false;
           const deadline = Date.now() + config.shutdownGraceMs;
-          await ingress.close(config.shutdownGraceMs);
+          const notApplied = new ProxyError(Code.UNAVAILABLE, "the proxy is shutting down; the command was not applied, retry it");
+          await ingress.close(config.shutdownGraceMs, () => {
+            for (const h of handlers.values()) h.abort(notApplied);
+          });
           await withTimeout(
             Promise.all([...handlers.values()].map((h) => h.shutdown())),
             Math.max(0, deadline - Date.now()),

@@ -80,6 +80,7 @@ const malformed: [string, number[]][] = [
   ["a truncated fixed32", [0x15, 1]],
   ["an over-long varint", [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]],
   ["invalid UTF-8 in the key", [0x0a, 0x02, 0xc3, 0x28]],
+  ["a string key sent as a varint", [0x08, 0x01]],
 ];
 for (const [what, bytes] of malformed) {
   test(`rejects ${what} as INVALID_ARGUMENT`, () => {

@@ -96,6 +96,9 @@ export function readEntityId(bytes: Uint8Array, keys: readonly KeyField[], typeN
     const wireType = tag & 7;
     if (fieldNo === 0) fail("field number 0");
     const k = indexOfKey(keys, fieldNo);
+    if (k >= 0 && wireType !== wireTypeOf(keys[k]!.scalar)) {
+      fail(`entity key field ${keys[k]!.name} has wire type ${wireType}, expected ${wireTypeOf(keys[k]!.scalar)}`);
+    }
     switch (wireType) {
       case 0: {
         const v = varint();
@@ -140,6 +143,24 @@ export function readEntityId(bytes: Uint8Array, keys: readonly KeyField[], typeN
     id = i === 0 ? v : `${id}-${v}`;
   }
   return id;
+}
+
+function wireTypeOf(scalar: ScalarType): number {
+  switch (scalar) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+      return 2;
+    case ScalarType.FIXED64:
+    case ScalarType.SFIXED64:
+    case ScalarType.DOUBLE:
+      return 1;
+    case ScalarType.FIXED32:
+    case ScalarType.SFIXED32:
+    case ScalarType.FLOAT:
+      return 5;
+    default:
+      return 0;
+  }
 }
 
 function indexOfKey(keys: readonly KeyField[], fieldNo: number): number {

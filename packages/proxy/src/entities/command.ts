@@ -1,6 +1,7 @@
 // What every state model's host takes and gives: a command for one entity, and the outcome the
 // user function decided once its state change is durable. Effects, forwards and the client's reply
 // are run from the outcome by the dispatcher, outside the entity's mailbox.
+import type { ProxyError } from "../errors.js";
 import type { ClientAction, Metadata, SideEffect } from "@cloudstate-ts/protocol";
 import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
 
@@ -28,4 +29,6 @@ export interface EntityService {
   activeEntities(): number;
   /** Finishes queued and in-flight commands, then closes every entity stream. */
   shutdown(): Promise<void>;
+  /** Fails every queued and in-flight command with the error (the shutdown grace period is over). */
+  abort(error: ProxyError): void;
 }

@@ -1,9 +1,12 @@
 // The shared part of keyed state models: one live instance per entity id, created on the first
 // command, removed when it passivates or stops. Each instance serialises its own commands (mailbox).
+import type { ProxyError } from "../errors.js";
 
 export interface HostedEntity {
   /** Resolves when queued and in-flight commands are done and the stream is closed. */
   shutdown(): Promise<void>;
+  /** Fails every queued and in-flight command with the error, and stops. */
+  abort(error: ProxyError): void;
 }
 
 export class EntityHost<E extends HostedEntity> {
@@ -31,6 +34,10 @@ export class EntityHost<E extends HostedEntity> {
 
   ids(): string[] {
     return [...this.live.keys()];
+  }
+
+  abort(error: ProxyError): void {
+    for (const e of [...this.live.values()]) e.abort(error);
   }
 
   async shutdown(): Promise<void> {

@@ -42,17 +42,26 @@ export class Ingress {
     });
   }
 
-  /** Stops accepting; open calls get until the grace period ends, then connections are dropped. */
-  async close(graceMs: number): Promise<void> {
+  /**
+   * Stops accepting; open calls get until the grace period ends. Then `onGraceExpired` fails what is
+   * still pending (so those callers learn their command was not applied), and connections are dropped.
+   */
+  async close(graceMs: number, onGraceExpired: () => void = () => undefined): Promise<void> {
     const listenerClosed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     const grpcDone = new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
     this.httpServer.closeIdleConnections();
+    let force: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
-      this.grpcServer.forceShutdown();
-      for (const s of this.sockets) s.destroy();
+      onGraceExpired();
+      // A moment for the failed calls' statuses to reach their clients before the sockets go.
+      force = setTimeout(() => {
+        this.grpcServer.forceShutdown();
+        for (const s of this.sockets) s.destroy();
+      }, 100);
     }, graceMs);
     await grpcDone;
     clearTimeout(timer);
+    clearTimeout(force);
     this.httpServer.close();
     this.httpServer.closeAllConnections();
     for (const s of this.sockets) s.destroy();

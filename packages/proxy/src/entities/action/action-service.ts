@@ -110,6 +110,10 @@ export class ActionService implements EntityService {
     // Open calls are owned by their clients' calls, which the ingress drains first.
   }
 
+  abort(): void {
+    // Open calls end with their clients' calls when the ingress force-closes them.
+  }
+
   private command(method: MethodModel, payload: Uint8Array, metadata: Metadata | undefined): ActionCommand {
     return create(ActionCommandSchema, {
       serviceName: this.o.service.name,

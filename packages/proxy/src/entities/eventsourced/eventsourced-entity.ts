@@ -74,6 +74,11 @@ export class EventSourcedEntity implements HostedEntity {
     });
   }
 
+  /** Fails every waiting and in-flight command with `error` and stops (shutdown grace expired). */
+  abort(error: ProxyError): void {
+    this.stop(error);
+  }
+
   /** Finishes what is queued, then closes the stream (used by graceful shutdown). */
   shutdown(): Promise<void> {
     if (this.phase === "stopped") return Promise.resolve();
@@ -249,6 +254,15 @@ export class EventSourcedEntity implements HostedEntity {
       pending.resolve({ action, sideEffects: [] });
       if (action.action.value.restart) this.restart();
       else this.pump();
+      return;
+    }
+    const payload = action?.action.case === "reply" ? action.action.value.payload : undefined;
+    if (payload !== undefined && payload.typeUrl !== pending.request.method.outputTypeUrl) {
+      // Checked before persisting: a reply the client cannot use must not leave a state change behind.
+      const message = `${this.o.serviceName}.${pending.request.method.name} replied with ${payload.typeUrl || "an Any without a type URL"}, but the method returns ${pending.request.method.outputTypeUrl}`;
+      this.o.reportError(message);
+      pending.reject(new ProxyError(Code.INTERNAL, message));
+      this.restart();
       return;
     }
     if (reply.events.length > 0) {

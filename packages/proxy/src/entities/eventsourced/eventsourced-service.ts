@@ -1,4 +1,5 @@
 // The host of one event-sourced service: one EventSourcedEntity per entity id.
+import type { ProxyError } from "../../errors.js";
 import type { ServiceModel } from "../../discovery/service-model.js";
 import type { Journal } from "../../store/store.js";
 import type { Logger } from "../../telemetry/logger.js";
@@ -50,5 +51,9 @@ export class EventSourcedService implements EntityService {
 
   shutdown(): Promise<void> {
     return this.host.shutdown();
+  }
+
+  abort(error: ProxyError): void {
+    this.host.abort(error);
   }
 }

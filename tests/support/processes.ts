@@ -1,0 +1,237 @@
+// Child processes for crash tests: the proxy as `cloudstate proxy` and the raw cart user function as
+// `node --import tsx tests/fixtures/raw-cart-user-function.ts`, each on 127.0.0.1 and a free port, so
+// a test can SIGTERM or `kill -9` them. Every process started here is tracked: stopAll() kills what is
+// still running and removes the temporary directories made with tempDir(); call it in `after`.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import * as http from "node:http";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const CLI = join(ROOT, "packages/cli/bin/cloudstate.js");
+const RAW_USER_FUNCTION = join(ROOT, "tests/fixtures/raw-cart-user-function.ts");
+
+/** Output kept per stream, so that a chatty process cannot grow the test's memory without bound. */
+const MAX_OUTPUT = 64 * 1024;
+
+export interface TrackedProcess {
+  /** The port it serves on (0 for a process that does not serve). */
+  readonly port: number;
+  readonly pid: number;
+  /** Sends a signal if the process is still running (default SIGKILL). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Resolves once the process has exited: its exit code, or null when a signal ended it. */
+  readonly exited: Promise<number | null>;
+  /** The signal that ended it, once it has exited that way. */
+  signal(): NodeJS.Signals | null;
+  running(): boolean;
+  stdout(): string;
+  stderr(): string;
+}
+
+const live = new Set<ChildProcess>();
+const dirs = new Set<string>();
+
+// A test process that dies without running its `after` hooks must not leave children behind.
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A fresh temporary directory, removed by stopAll(). */
+export function tempDir(prefix = "cloudstate-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
+
+/** Settings the proxy reads from the environment: children must not inherit them from the test run. */
+const CONFIG_ENV = /^(HTTP_HOST|HTTP_PORT|USER_FUNCTION_HOST|USER_FUNCTION_PORT|CLOUDSTATE_.*|PASSIVATION_TIMEOUT_MS|COMMAND_TIMEOUT_MS|MAX_MESSAGE_BYTES|SHUTDOWN_GRACE_MS|LOG_LEVEL|PORT|SNAPSHOT_EVERY|MISBEHAVE|REPLY_DELAY_MS|NODE_TEST_CONTEXT)$/;
+
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!CONFIG_ENV.test(k)) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** Spawns a node process from the repository root and tracks it. */
+export function spawnNode(args: readonly string[], options: { env?: Record<string, string>; port?: number } = {}): TrackedProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(options.env ?? {}), stdio: ["ignore", "pipe", "pipe"] });
+  live.add(child);
+  let out = "";
+  let err = "";
+  const keep = (acc: string, chunk: Buffer) => (acc + chunk.toString()).slice(-MAX_OUTPUT);
+  child.stdout!.on("data", (chunk: Buffer) => (out = keep(out, chunk)));
+  child.stderr!.on("data", (chunk: Buffer) => (err = keep(err, chunk)));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => {
+      live.delete(child);
+      resolve(code);
+    });
+    child.once("error", (e) => {
+      err += `\n(spawn failed: ${e.message})`;
+      live.delete(child);
+      resolve(null);
+    });
+  });
+  const running = () => child.exitCode === null && child.signalCode === null && live.has(child);
+  return {
+    port: options.port ?? 0,
+    pid: child.pid ?? -1,
+    kill: (signal: NodeJS.Signals = "SIGKILL") => {
+      if (running()) child.kill(signal);
+    },
+    exited,
+    signal: () => child.signalCode,
+    running,
+    stdout: () => out,
+    stderr: () => err,
+  };
+}
+
+export interface PollOptions {
+  readonly timeoutMs?: number;
+  readonly intervalMs?: number;
+}
+
+/** Polls `check` until it returns true; rejects after the timeout with `what()` in the message. */
+export async function pollUntil(check: () => boolean | Promise<boolean>, what: () => string, options: PollOptions = {}): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${options.timeoutMs ?? 10_000} ms waiting for ${what()}`);
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25));
+  }
+}
+
+/** GET http://127.0.0.1:port/path → status code, or undefined when nothing answers. */
+export function httpStatus(port: number, path: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: "127.0.0.1", port, path, timeout: 1000, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(undefined));
+  });
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.setTimeout(1000);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("timeout", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** Waits for `ready`; if the process exits first or the timeout passes, kills it and rejects with its stderr. */
+async function waitUntilReady(proc: TrackedProcess, name: string, ready: () => Promise<boolean>, timeoutMs: number): Promise<TrackedProcess> {
+  let exitCode: number | null | undefined;
+  void proc.exited.then((code) => (exitCode = code === null ? null : code));
+  try {
+    await pollUntil(
+      async () => {
+        if (!proc.running()) {
+          throw new Error(`${name} exited before it was ready (code ${String(exitCode)}, signal ${String(proc.signal())}); stderr:\n${proc.stderr()}`);
+        }
+        return ready();
+      },
+      () => `${name} to get ready on port ${proc.port}; stderr:\n${proc.stderr()}`,
+      { timeoutMs, intervalMs: 50 },
+    );
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw e;
+  }
+  return proc;
+}
+
+export interface ProxyProcessOptions {
+  /** The user function's port on 127.0.0.1. */
+  readonly ufPort: number;
+  /** The SQLite file (`--store sqlite:PATH`). */
+  readonly storePath: string;
+  /** The proxy's port; a free one by default. */
+  readonly port?: number;
+  /** More `cloudstate proxy` flags, e.g. ["--shutdown-grace", "2000"]. `--log-level warn` unless given. */
+  readonly extraArgs?: readonly string[];
+  readonly readyTimeoutMs?: number;
+}
+
+/** Spawns `cloudstate proxy` without waiting for it (for a start that is expected to fail). */
+export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<TrackedProcess> {
+  const port = options.port ?? (await freePort());
+  const extra = options.extraArgs ?? [];
+  const args = [
+    CLI,
+    "proxy",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--user-function",
+    `127.0.0.1:${options.ufPort}`,
+    "--store",
+    `sqlite:${options.storePath}`,
+    ...(extra.includes("--log-level") ? [] : ["--log-level", "warn"]),
+    ...extra,
+  ];
+  return spawnNode(args, { port });
+}
+
+/** Starts `cloudstate proxy` and resolves once GET /ready answers 200. */
+export async function startProxyProcess(options: ProxyProcessOptions): Promise<TrackedProcess> {
+  const proc = await spawnProxyProcess(options);
+  return waitUntilReady(proc, `proxy (pid ${proc.pid})`, async () => (await httpStatus(proc.port, "/ready")) === 200, options.readyTimeoutMs ?? 30_000);
+}
+
+export interface UserFunctionProcessOptions {
+  /** A free port by default; give the old one to restart a user function where the proxy expects it. */
+  readonly port?: number;
+  /** SNAPSHOT_EVERY, MISBEHAVE, REPLY_DELAY_MS. */
+  readonly env?: Record<string, string>;
+  readonly readyTimeoutMs?: number;
+}
+
+/** Starts the raw cart user function as a process and resolves once its port accepts connections. */
+export async function startRawUserFunctionProcess(options: UserFunctionProcessOptions = {}): Promise<TrackedProcess> {
+  const port = options.port ?? (await freePort());
+  const proc = spawnNode(["--import", "tsx", RAW_USER_FUNCTION], { port, env: { ...options.env, PORT: String(port) } });
+  return waitUntilReady(proc, `user function (pid ${proc.pid})`, () => accepts(port), options.readyTimeoutMs ?? 30_000);
+}
+
+/** Kills (SIGKILL) every tracked process still running, waits for them, and removes tempDir()s. */
+export async function stopAll(): Promise<void> {
+  const waits: Promise<unknown>[] = [];
+  for (const child of [...live]) {
+    waits.push(new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once("exit", resolve))));
+    child.kill("SIGKILL");
+  }
+  await Promise.all(waits);
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  dirs.clear();
+}
