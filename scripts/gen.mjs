@@ -13,7 +13,11 @@ const targets = [
   ["proto", "packages/protocol/src/gen", false],
   // A user's generated code needs the Cloudstate annotation files beside it (protobuf-es imports them relatively).
   ["examples/shopping-cart/proto", "examples/shopping-cart/src/gen", true],
+  ["examples/chat/proto", "examples/chat/src/gen", true],
+  ["examples/counter/proto", "examples/counter/src/gen", true],
+  ["examples/value-cart/proto", "examples/value-cart/src/gen", true],
   ["packages/sdk/testdata/proto", "packages/sdk/src/testdata/gen", true],
+  ["tck/proto", "tck/src/gen", true],
 ];
 
 for (const [input, out, withImports] of targets) {

@@ -10,3 +10,7 @@ export * from "./gen/cloudstate/eventing_pb.js";
 export * from "./gen/google/api/http_pb.js";
 export * from "./gen/google/api/annotations_pb.js";
 export * from "./gen/google/api/httpbody_pb.js";
+// gRPC server reflection (both versions: same messages, different packages) and gRPC health.
+export * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
+export * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+export * from "./gen/grpc/health/v1/health_pb.js";

@@ -12,7 +12,7 @@ export const proxyConfigSchema = z.object({
   port: port.default(9000),
   userFunctionHost: z.string().min(1).default("127.0.0.1"),
   userFunctionPort: port.default(8080),
-  /** memory | sqlite | sqlite:PATH | postgres://… */
+  /** memory | sqlite | sqlite:PATH | postgres://USER:PASSWORD@HOST:PORT/DB | postgres (from POSTGRES_SERVICE, …) */
   store: z.string().default("sqlite").superRefine((spec, ctx) => {
     try {
       parseStoreSpec(spec);

@@ -5,13 +5,20 @@
 import type { ProxyConfig } from "./config.js";
 import { Code, ProxyError } from "./errors.js";
 import { discover } from "./discovery/discover.js";
-import type { EntityKind, ServiceModel, UserFunctionModel } from "./discovery/service-model.js";
+import { DiscoveryError, type EntityKind, type ServiceModel, type UserFunctionModel } from "./discovery/service-model.js";
 import { Dispatcher } from "./effects/dispatcher.js";
 import type { EntityService } from "./entities/command.js";
 import { ActionService } from "./entities/action/action-service.js";
-import { EventSourcedService } from "./entities/eventsourced/eventsourced-service.js";
+import { newNodeId, singleNode } from "./entities/crdt/crdt.js";
+import { CrdtService } from "./entities/crdt/crdt-service.js";
+import { EventSourcedEntity } from "./entities/eventsourced/eventsourced-entity.js";
+import { KeyedService } from "./entities/keyed-service.js";
+import { ValueEntity } from "./entities/value/value-entity.js";
 import { addUserServices } from "./ingress/grpc-services.js";
+import { addGrpcTooling } from "./ingress/grpc-tooling.js";
 import { Ingress } from "./ingress/ingress.js";
+import { HttpHandler } from "./ingress/http/http-handler.js";
+import { buildRoutes, type RouteTable } from "./ingress/http/routes.js";
 import { openStore } from "./store/open-store.js";
 import type { Store } from "./store/store.js";
 import { silentLogger, type Logger } from "./telemetry/logger.js";
@@ -21,7 +28,7 @@ export const PROXY_NAME = "cloudstate-ts-proxy";
 export const PROXY_VERSION = "0.1.0";
 
 /** The state models this proxy serves; discovery rejects the others with a clear message. */
-export const SUPPORTED_KINDS: readonly EntityKind[] = ["eventSourced", "action"];
+export const SUPPORTED_KINDS: readonly EntityKind[] = ["eventSourced", "value", "crdt", "action"];
 
 export interface RunningProxy {
   readonly port: number;
@@ -65,6 +72,14 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       },
       log.child({ component: "discovery" }),
     );
+    let routes: RouteTable;
+    try {
+      routes = buildRoutes(model.services.values());
+    } catch (e) {
+      // A google.api.http rule is part of the spec: reported to the user function like discovery's errors.
+      if (e instanceof DiscoveryError) await connection.reportError(e.message).catch(() => undefined);
+      throw e;
+    }
     store = await openStore(config.store, { dataDir: config.dataDir, durability: config.durability });
     const activeStore = store;
 
@@ -72,23 +87,44 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       log.error({ component: "protocol" }, message);
       connection.reportError(message).catch(() => undefined);
     };
+    // This process's replica of CRDT entities (a single node: it alone is live).
+    const replica = singleNode(newNodeId());
     const handlers = new Map<string, EntityService>();
     for (const service of model.services.values()) {
       handlers.set(service.name, hostFor(service));
     }
     function hostFor(service: ServiceModel): EntityService {
+      const keyed = (entityId: string, release: () => void) => ({
+        serviceName: service.name,
+        persistenceId: service.persistenceId,
+        entityId,
+        passivationTimeoutMs: service.passivationTimeoutMs,
+        commandTimeoutMs: config.commandTimeoutMs,
+        connection,
+        log: log.child({ component: service.kind, service: service.name }),
+        release,
+        reportError,
+        onRestart: () => log.debug({ service: service.name, entityId }, "entity restarted"),
+      });
       switch (service.kind) {
         case "action":
           return new ActionService({ service, connection, commandTimeoutMs: config.commandTimeoutMs });
         case "eventSourced":
-          return new EventSourcedService({
+          return new KeyedService((id, release) => new EventSourcedEntity({ ...keyed(id, release), journal: activeStore.journal }));
+        case "value":
+          return new KeyedService((id, release) => new ValueEntity({ ...keyed(id, release), values: activeStore.values }));
+        case "crdt":
+          return new CrdtService({
             service,
-            journal: activeStore.journal,
+            crdts: activeStore.crdts,
+            replica,
             connection,
             commandTimeoutMs: config.commandTimeoutMs,
-            log: log.child({ component: "eventsourced" }),
+            log: log.child({ component: "crdt" }),
             reportError,
-            onRestart: () => log.debug({ service: service.name }, "entity restarted"),
+            // Side effects of cancelled streamed calls; the dispatcher exists by the time any runs.
+            runDetached: async (outcome, request) => void (await dispatcher.settle(outcome, request.service, request.method, {})),
+            onRestart: (entityId) => log.debug({ service: service.name, entityId }, "entity restarted"),
           });
         default:
           // Discovery only lets SUPPORTED_KINDS through.
@@ -103,8 +139,18 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       maxMessageBytes: config.maxMessageBytes,
       log: log.child({ component: "ingress" }),
       isReady: () => ready,
+      http: new HttpHandler({
+        routes,
+        registry: model.registry,
+        dispatcher,
+        handlers,
+        maxMessageBytes: config.maxMessageBytes,
+        log: log.child({ component: "http" }),
+      }),
     });
     addUserServices(ingress.grpcServer, model.services.values(), dispatcher, handlers, log.child({ component: "ingress" }));
+    // gRPC server reflection and grpc.health.v1.Health (PROTOCOL.md §7).
+    const health = addGrpcTooling(ingress.grpcServer, model, () => ready);
     const port = await ingress.listen();
     ready = true;
     let stopping: Promise<void> | undefined;
@@ -113,11 +159,12 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       port,
       model,
       store: activeStore,
-      summary: () => summarize(model, config, port, activeStore.description),
+      summary: () => summarize(model, config, port, activeStore.description, routes),
       activeEntities: () => [...handlers.values()].reduce((n, h) => n + h.activeEntities(), 0),
       stop: () =>
         (stopping ??= (async () => {
           ready = false;
+          health.stop();
           const deadline = Date.now() + config.shutdownGraceMs;
           const notApplied = new ProxyError(Code.UNAVAILABLE, "the proxy is shutting down; the command was not applied, retry it");
           await ingress.close(config.shutdownGraceMs, () => {
@@ -150,7 +197,7 @@ function withTimeout(work: Promise<unknown>, ms: number): Promise<void> {
   });
 }
 
-function summarize(model: UserFunctionModel, config: ProxyConfig, port: number, store: string): string[] {
+function summarize(model: UserFunctionModel, config: ProxyConfig, port: number, store: string, routes: RouteTable): string[] {
   const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const lines = [
     `cloudstate proxy ready on ${host}:${port} (gRPC), user function at ${config.userFunctionHost}:${config.userFunctionPort}, store ${store}`,
@@ -158,6 +205,7 @@ function summarize(model: UserFunctionModel, config: ProxyConfig, port: number, 
   for (const s of model.services.values()) {
     lines.push(`  ${s.name}  ${s.entityType}  persistence id "${s.persistenceId}"  passivation ${s.passivationTimeoutMs} ms`);
     for (const m of s.methods.values()) lines.push(`    grpc ${host}:${port} ${m.path}`);
+    for (const r of routes.routes) if (r.service === s && !r.isDefault) lines.push(`    http ${r.httpMethod} http://${host}:${port}${r.template.text}`);
   }
   lines.push(`  health: http://${host}:${port}/ready  http://${host}:${port}/alive`);
   return lines;

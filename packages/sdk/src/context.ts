@@ -1,5 +1,5 @@
-// What every command handler may do, whatever the entity type: fail, forward, run side effects,
-// read metadata. Each entity type's context extends this with its own state operations.
+// What every handler may do, whatever the entity type: fail, forward, run side effects, read
+// metadata. Each entity type's context extends this with its own operations (state, no reply, …).
 import { create, isMessage, type DescMessage, type DescMethod, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   ClientActionSchema,
@@ -82,16 +82,13 @@ export interface EffectOptions {
 /** What a command handler returns: the reply message (a message or its init shape), or a forward. */
 export type Reply<O extends DescMessage> = MessageInitShape<O> | Forward<O>;
 
-export interface CommandContext {
-  /** The entity the command is for. */
-  readonly entityId: string;
-  /** The command's id on this entity's protocol stream. */
-  readonly commandId: bigint;
+/** What every handler may do, whatever the entity type (actions included). */
+export interface Context {
   /** The method name as in the proto, e.g. "AddItem". */
   readonly commandName: string;
-  /** The request metadata (empty for event-sourced entities: the proxy sends none). */
+  /** The request metadata (empty for event-sourced and value entities: the proxy sends none). */
   readonly metadata: Metadata;
-  /** Fails the command: the client gets `message` as the error; the command's events and effects are dropped. */
+  /** Fails the command: the client gets `message` as the error; the command's state changes and effects are dropped. */
   fail(message: string): never;
   /** Hands the command to `method` (of any service) once this command's state change is durable; return the result. */
   forward<M extends DescMethod>(
@@ -103,16 +100,23 @@ export interface CommandContext {
   effect<M extends DescMethod>(method: M, message: MessageInitShape<M["input"]>, options?: EffectOptions): void;
 }
 
-/** The shared implementation; an entity type's context extends it. */
-export class BaseCommandContext implements CommandContext {
+/** The context of a command to an entity: a `Context` that knows its entity and command id. */
+export interface CommandContext extends Context {
+  /** The entity the command is for. */
+  readonly entityId: string;
+  /** The command's id on this entity's protocol stream. */
+  readonly commandId: bigint;
+}
+
+/** The shared implementation; each entity type's context extends it. */
+export class BaseContext implements Context {
+  /** The side effects recorded and not yet sent. */
   readonly sideEffects: SideEffect[] = [];
   /** Set by fail(), so a failure stands even if the handler catches the CommandFailure. */
   failure: string | undefined;
   private active = true;
 
   constructor(
-    readonly entityId: string,
-    readonly commandId: bigint,
     readonly commandName: string,
     readonly metadata: Metadata,
   ) {}
@@ -156,10 +160,27 @@ export class BaseCommandContext implements CommandContext {
     this.active = false;
   }
 
+  /** The side effects recorded since the last call, for a response of a stream. */
+  takeSideEffects(): SideEffect[] {
+    return this.sideEffects.splice(0);
+  }
+
   protected ensureActive(operation: string): void {
     if (!this.active) {
       throw new Error(`ctx.${operation}() called after the handler of ${this.commandName} finished (a promise not awaited?)`);
     }
+  }
+}
+
+/** The shared implementation of an entity command's context. */
+export class BaseCommandContext extends BaseContext implements CommandContext {
+  constructor(
+    readonly entityId: string,
+    readonly commandId: bigint,
+    commandName: string,
+    metadata: Metadata,
+  ) {
+    super(commandName, metadata);
   }
 }
 
@@ -188,7 +209,8 @@ export function failureAction(commandId: bigint, description: string, restart: b
   });
 }
 
-function metadataProto(init: MetadataInit | undefined): MetadataProto | undefined {
+/** @internal */
+export function metadataProto(init: MetadataInit | undefined): MetadataProto | undefined {
   if (init === undefined) return undefined;
   const pairs = Symbol.iterator in init ? init : Object.entries(init);
   const entries: MetadataEntry[] = [];

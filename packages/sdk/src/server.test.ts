@@ -8,7 +8,12 @@ import type { EntitySpec } from "@cloudstate-ts/protocol";
 import * as grpc from "@grpc/grpc-js";
 import { serve, type UserFunctionServer } from "./index.js";
 import { ProxyDriver } from "./testing/index.js";
+import { actionsService } from "./testdata/actions.js";
 import { counterEntity, memoryLogger } from "./testdata/counter.js";
+import { Actions } from "./testdata/gen/sdktest/actions_pb.js";
+import { Counter } from "./testdata/gen/sdktest/counter_pb.js";
+import { ValueCounter } from "./testdata/gen/sdktest/value_counter_pb.js";
+import { valueCounterEntity } from "./testdata/value-counter.js";
 
 const logger = memoryLogger();
 let server: UserFunctionServer;
@@ -110,6 +115,60 @@ describe("discovery", () => {
   test("reportError logs the proxy's message as an error", async () => {
     await proxy.reportError("service sdktest.Counter: method Add has no entity key");
     assert.ok(logger.lines.some((l) => l.startsWith("error: ") && l.includes("method Add has no entity key")));
+  });
+});
+
+describe("a user function with every entity type", () => {
+  const logger = memoryLogger();
+  let own: UserFunctionServer;
+  let driver: ProxyDriver;
+  let spec: EntitySpec;
+  before(async () => {
+    own = await serve({ entities: [counterEntity(), valueCounterEntity({ passivationTimeoutMs: 100 }), actionsService()], port: 0, logger });
+    driver = new ProxyDriver(own.port);
+    spec = await driver.discover();
+  });
+  after(async () => {
+    driver.close();
+    await own.close();
+  });
+
+  test("discovery gives each entity its type; an action has no persistence id and no passivation", () => {
+    assert.deepEqual(
+      spec.entities.map((e) => [e.entityType, e.serviceName, e.persistenceId, e.passivationStrategy?.strategy.value?.timeout]),
+      [
+        ["cloudstate.eventsourced.EventSourced", "sdktest.Counter", "counter", undefined],
+        ["cloudstate.valueentity.ValueEntity", "sdktest.ValueCounter", "value-counter", 100n],
+        ["cloudstate.action.ActionProtocol", "sdktest.Actions", "", undefined],
+      ],
+    );
+  });
+
+  test("the descriptor set holds every service's files, once each", () => {
+    const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, spec.proto));
+    for (const name of ["sdktest.Counter", "sdktest.ValueCounter", "sdktest.Actions"]) assert.ok(registry.getService(name), `${name} missing`);
+    assert.ok(registry.getMessage("sdktest.domain.CounterState"));
+    const names = fromBinary(FileDescriptorSetSchema, spec.proto).file.map((f) => f.name);
+    assert.equal(new Set(names).size, names.length);
+  });
+
+  test("serves the three protocols", async () => {
+    const es = driver.eventSourced();
+    es.init("sdktest.Counter", "all1");
+    assert.equal((await es.command(Counter.method.get, { counterId: "all1" }))?.message.case, "reply");
+    es.end();
+    const value = driver.valueEntity();
+    value.init("sdktest.ValueCounter", "all1");
+    assert.equal((await value.command(ValueCounter.method.get, { counterId: "all1" }))?.message.case, "reply");
+    value.end();
+    const response = await driver.actionUnary(Actions.method.unary, { steps: [{ step: { case: "reply", value: "hi" } }] });
+    assert.equal(response.response.case, "reply");
+  });
+
+  test("warns when the proxy does not support an entity type", async () => {
+    await driver.discover({ supportedEntityTypes: ["cloudstate.eventsourced.EventSourced"] });
+    assert.ok(logger.lines.some((l) => l === "warn: the proxy does not support cloudstate.valueentity.ValueEntity, needed by sdktest.ValueCounter"));
+    assert.ok(logger.lines.some((l) => l === "warn: the proxy does not support cloudstate.action.ActionProtocol, needed by sdktest.Actions"));
   });
 });
 

@@ -4,6 +4,7 @@ import { create, toBinary, type DescFile } from "@bufbuild/protobuf";
 import {
   FieldDescriptorProto_Label,
   FieldDescriptorProto_Type,
+  FieldDescriptorProtoSchema,
   FieldOptionsSchema,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
@@ -155,4 +156,13 @@ test("the legacy key option number 50002 is honoured", () => {
 test("streaming methods are refused for event-sourced entities", () => {
   rejects(spec([handMade({ key: true, serverStreaming: true })], [{ entityType: ES, serviceName: "test.Svc" }]), /streaming method/);
   rejects(spec([handMade({ key: true, clientStreaming: true })], [{ entityType: ES, serviceName: "test.Svc" }]), /streaming method/);
+});
+
+test("fields without json_name get protoc's lowerCamel JSON name", () => {
+  const file = handMade({ key: true });
+  file.messageType[0]!.field.push(create(FieldDescriptorProtoSchema, { name: "display_name_2", number: 2, type: FieldDescriptorProto_Type.STRING, label: FieldDescriptorProto_Label.OPTIONAL }));
+  const model = buildModel(spec([file], [{ entityType: ES, serviceName: "test.Svc" }]), options);
+  const req = model.registry.getMessage("test.Req")!;
+  assert.equal(req.field.displayName2!.jsonName, "displayName2");
+  assert.equal(req.field.id!.jsonName, "id");
 });

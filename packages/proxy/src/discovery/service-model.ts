@@ -3,7 +3,7 @@
 // key fields). Built once from the EntitySpec and validated as PROTOCOL.md §4 asks.
 import { fromBinary, type DescMessage, type DescMethod, type DescService, type FileRegistry } from "@bufbuild/protobuf";
 import { createFileRegistry } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorSetSchema, type FileDescriptorSet } from "@bufbuild/protobuf/wkt";
 import type { EntitySpec } from "@cloudstate-ts/protocol";
 import { keyFieldsOf, type KeyField } from "./entity-key.js";
 
@@ -151,10 +151,22 @@ function registryFrom(proto: Uint8Array): FileRegistry {
       }
     }
   }
+  // protoc and buf always fill json_name; SDKs that build descriptors themselves may not, and
+  // protobuf-es would then use "" as the JSON name (breaking HTTP/JSON).
+  for (const file of set.file) fillJsonNames(file.messageType);
   try {
     return createFileRegistry(set);
   } catch (e) {
     throw new DiscoveryError(`the user function's descriptor set is inconsistent: ${(e as Error).message}`);
+  }
+}
+
+function fillJsonNames(messages: FileDescriptorSet["file"][number]["messageType"]): void {
+  for (const message of messages) {
+    for (const field of message.field) {
+      if (!field.jsonName) field.jsonName = field.name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    }
+    fillJsonNames(message.nestedType);
   }
 }
 

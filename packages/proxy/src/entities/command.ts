@@ -25,6 +25,12 @@ export interface CommandOutcome {
 /** The host of one state model for one service: routes commands to entities and owns their streams. */
 export interface EntityService {
   handle(request: CommandRequest): Promise<CommandOutcome>;
+  /**
+   * A server-streaming command of a keyed entity (CRDT entities): its outcomes in order, ending when
+   * the user function ends the stream. Stopping the iteration early (or aborting the request's
+   * signal) cancels the call.
+   */
+  handleStreamed?(request: CommandRequest): AsyncIterable<CommandOutcome>;
   /** Active entities, for metrics and the summary. */
   activeEntities(): number;
   /** Finishes queued and in-flight commands, then closes every entity stream. */

@@ -3,6 +3,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Code, ProxyError } from "../errors.js";
 import type { Dispatcher, Reply } from "../effects/dispatcher.js";
+import { readEntityId } from "../discovery/entity-key.js";
 import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
 import type { CommandOutcome, EntityService } from "../entities/command.js";
 import { ActionService } from "../entities/action/action-service.js";
@@ -46,7 +47,9 @@ export function addUserServices(
         ? ctx.unary
         : handler instanceof ActionService
           ? ctx.actionStream(handler)
-          : ctx.unsupported;
+          : handler?.handleStreamed && !method.clientStreaming
+            ? ctx.entityStream(handler)
+            : ctx.unsupported;
     }
     server.addService(definition as grpc.ServiceDefinition, implementation);
   }
@@ -91,7 +94,7 @@ class CallHandlers {
         const signal = abortOnCancel(call);
         const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
         action
-          .streamedIn(method, call as AsyncIterable<Buffer>, ctx.metadata, signal)
+          .streamedIn(method, requestsOf(call), ctx.metadata, signal)
           .then((outcome) => this.dispatcher.settle(outcome, this.service, method, ctx))
           .then(
             (reply) => {
@@ -107,8 +110,26 @@ class CallHandlers {
       const signal = abortOnCancel(call);
       const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
       const outcomes = method.clientStreaming
-        ? action.streamed(method, call as grpc.ServerDuplexStream<Buffer, Uint8Array> as AsyncIterable<Buffer>, ctx.metadata, signal)
+        ? action.streamed(method, requestsOf(call as grpc.ServerDuplexStream<Buffer, Uint8Array>), ctx.metadata, signal)
         : action.streamedOut(method, (call as grpc.ServerWritableStream<Buffer, Uint8Array>).request, ctx.metadata, signal);
+      void this.relay(outcomes, call, ctx);
+    };
+  }
+
+  /** A server-streaming command of a keyed entity (CRDT): the entity's outcomes, relayed in order. */
+  entityStream(handler: EntityService) {
+    const { service, method } = this;
+    return (call: grpc.ServerWritableStream<Buffer, Uint8Array>) => {
+      const signal = abortOnCancel(call);
+      const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
+      let entityId: string;
+      try {
+        entityId = readEntityId(call.request, method.keyFields, method.desc.input.typeName);
+      } catch (error) {
+        call.emit("error", this.failed(error));
+        return;
+      }
+      const outcomes = handler.handleStreamed!({ service, method, entityId, payload: call.request, metadata: ctx.metadata, signal });
       void this.relay(outcomes, call, ctx);
     };
   }
@@ -142,6 +163,14 @@ class CallHandlers {
     if (err.code === Code.INTERNAL) this.log.error({ path: this.method.path, err: err.message }, "command failed");
     return toServiceError(err);
   }
+}
+
+/**
+ * The client's messages. Iterating the call itself would destroy it when the client half-closes,
+ * losing the replies still to come and the final status.
+ */
+function requestsOf(call: grpc.ServerReadableStream<Buffer, Uint8Array> | grpc.ServerDuplexStream<Buffer, Uint8Array>): AsyncIterable<Buffer> {
+  return call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
 }
 
 /** Aborted when the client cancels or its deadline passes. */

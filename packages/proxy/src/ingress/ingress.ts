@@ -1,5 +1,5 @@
 // The proxy's one port. Each connection is sniffed: HTTP/2 (gRPC) goes to grpc-js, HTTP/1.1 to the
-// HTTP handler (health probes now; JSON transcoding and gRPC-web share it later).
+// health probes first, then to the HTTP/JSON handler (http/http-handler.ts).
 import * as grpc from "@grpc/grpc-js";
 import * as http from "node:http";
 import * as net from "node:net";
@@ -11,6 +11,14 @@ export interface IngressOptions {
   readonly maxMessageBytes: number;
   readonly log: Logger;
   readonly isReady: () => boolean;
+  /** HTTP/1.1 requests other than the health routes; without it they get 404. */
+  readonly http?: HttpRequestHandler;
+}
+
+export interface HttpRequestHandler {
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** Refuses new requests; resolves when the open ones are done. */
+  drain(): Promise<void>;
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -49,6 +57,7 @@ export class Ingress {
   async close(graceMs: number, onGraceExpired: () => void = () => undefined): Promise<void> {
     const listenerClosed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     const grpcDone = new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
+    const httpDone = this.o.http?.drain();
     this.httpServer.closeIdleConnections();
     let force: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
@@ -59,7 +68,7 @@ export class Ingress {
         for (const s of this.sockets) s.destroy();
       }, 100);
     }, graceMs);
-    await grpcDone;
+    await Promise.all([grpcDone, httpDone]);
     clearTimeout(timer);
     clearTimeout(force);
     this.httpServer.close();
@@ -102,7 +111,11 @@ export class Ingress {
       res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready" : "not ready");
       return;
     }
+    if (this.o.http) {
+      this.o.http.handle(req, res);
+      return;
+    }
     res.writeHead(404, { "content-type": "application/json" });
-    res.end(JSON.stringify({ code: 5, message: `no route for ${req.method} ${path}` }));
+    res.end(JSON.stringify({ code: 5, message: `no route for ${req.method} ${path}`, details: [] }));
   }
 }

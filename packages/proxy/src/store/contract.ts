@@ -5,15 +5,19 @@ import { describe, test } from "node:test";
 import {
   SequenceConflictError,
   StoreUnavailableError,
+  VersionConflictError,
   type JournalAppend,
+  type KeyValueStore,
   type Store,
   type StoredEvent,
   type StoredPayload,
+  type ValueWrite,
 } from "./store.js";
 
 const PID = "shop.ShoppingCart";
 const EVENT_TYPE = "type.googleapis.com/shop.ItemAdded";
 const SNAPSHOT_TYPE = "type.googleapis.com/shop.Cart";
+const STATE_TYPE = "type.googleapis.com/shop.CartState";
 
 export function storeContract(name: string, open: () => Promise<Store>): void {
   async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
@@ -241,7 +245,202 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           }
           assert.deepEqual(await store.journal.entityIds(PID), []);
         }));
+
+      test("a NUL character in a persistence id, entity id or type URL is rejected with a RangeError, failing nothing else", () =>
+        withStore(async (store) => {
+          const results = await Promise.allSettled([
+            store.journal.append(append("cart-1", 0, [payload("a")])),
+            store.journal.append(append("cart\0x", 0, [payload("a")])),
+            store.journal.append({ ...append("cart-2", 0, [payload("a")]), persistenceId: "shop\0x" }),
+            store.journal.append(append("cart-3", 0, [event(text("a"), "type.googleapis.com/a\0b")])),
+            store.journal.append({ ...append("cart-4", 0, [payload("a")]), snapshot: { typeUrl: "x\0", bytes: text("s") } }),
+          ]);
+          assert.deepEqual(
+            results.map((r) => r.status),
+            ["fulfilled", "rejected", "rejected", "rejected", "rejected"],
+          );
+          for (const r of results) if (r.status === "rejected") assert.ok(r.reason instanceof RangeError, String(r.reason));
+          assert.deepEqual(await store.journal.entityIds(PID), ["cart-1"]);
+        }));
     });
+
+    for (const namespace of ["values", "crdts"] as const) {
+      describe(`${namespace} (key-value state)`, () => {
+        const kv = (store: Store): KeyValueStore => store[namespace];
+
+        test("an entity never written has version 0 and no value", () =>
+          withStore(async (store) => {
+            assert.deepEqual(await kv(store).get(PID, "nobody"), { version: 0, value: undefined });
+            assert.deepEqual(await kv(store).entityIds(PID), []);
+          }));
+
+        test("each write bumps the version by one, and get returns the latest value with its exact bytes", () =>
+          withStore(async (store) => {
+            const everyByte = new Uint8Array(256).map((_, i) => i);
+            const view = new Uint8Array([0xee, 1, 2, 3, 0xee]).subarray(1, 4);
+            assert.equal(await kv(store).write(valueWrite("cart-1", 0, state(everyByte))), 1);
+            assert.deepEqual(plainValue(await kv(store).get(PID, "cart-1")), { version: 1, typeUrl: STATE_TYPE, hex: hex(everyByte) });
+            assert.equal(await kv(store).write(valueWrite("cart-1", 1, state(view, "type.googleapis.com/shop.CartV2"))), 2);
+            assert.deepEqual(plainValue(await kv(store).get(PID, "cart-1")), {
+              version: 2,
+              typeUrl: "type.googleapis.com/shop.CartV2",
+              hex: "010203",
+            });
+            // Empty bytes are a value (a message with every field at its default), not a delete.
+            assert.equal(await kv(store).write(valueWrite("cart-1", 2, state(new Uint8Array(0)))), 3);
+            const empty = await kv(store).get(PID, "cart-1");
+            assert.deepEqual(plainValue(empty), { version: 3, typeUrl: STATE_TYPE, hex: "" });
+            assert.ok(empty.value!.bytes instanceof Uint8Array);
+            assert.deepEqual(await kv(store).entityIds(PID), ["cart-1"]);
+          }));
+
+        test("callers cannot change a stored value by mutating bytes they passed in or got back", () =>
+          withStore(async (store) => {
+            const bytes = text("original");
+            await kv(store).write(valueWrite("cart-1", 0, state(bytes)));
+            bytes.fill(0);
+            (await kv(store).get(PID, "cart-1")).value!.bytes.fill(0);
+            assert.equal(hex((await kv(store).get(PID, "cart-1")).value!.bytes), hex(text("original")));
+          }));
+
+        test("a write with a stale or future expected version is rejected with VersionConflictError and changes nothing", () =>
+          withStore(async (store) => {
+            await kv(store).write(valueWrite("cart-1", 0, state(text("v1"))));
+            await kv(store).write(valueWrite("cart-1", 1, state(text("v2"))));
+            const writes = store.stats().writes;
+            for (const expected of [0, 1, 3, 10]) {
+              for (const value of [state(text("x")), undefined]) {
+                await assert.rejects(kv(store).write(valueWrite("cart-1", expected, value)), (error: unknown) => {
+                  assert.ok(error instanceof VersionConflictError);
+                  assert.equal(error.persistenceId, PID);
+                  assert.equal(error.entityId, "cart-1");
+                  assert.equal(error.expectedVersion, expected);
+                  assert.equal(error.actualVersion, 2);
+                  return true;
+                });
+              }
+            }
+            await assert.rejects(kv(store).write(valueWrite("cart-new", 1, state(text("x")))), VersionConflictError);
+            assert.deepEqual(plainValue(await kv(store).get(PID, "cart-1")), { version: 2, typeUrl: STATE_TYPE, hex: hex(text("v2")) });
+            assert.deepEqual(await kv(store).get(PID, "cart-new"), { version: 0, value: undefined });
+            assert.deepEqual(await kv(store).entityIds(PID), ["cart-1"]);
+            assert.equal(store.stats().writes, writes);
+          }));
+
+        test("of concurrent writers expecting the same version, exactly one wins", () =>
+          withStore(async (store) => {
+            await kv(store).write(valueWrite("cart-1", 0, state(text("v1"))));
+            const results = await Promise.allSettled(
+              ["a", "b", "c", "d"].map((w) => kv(store).write(valueWrite("cart-1", 1, w === "d" ? undefined : state(text(w))))),
+            );
+            const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
+            assert.equal(winners.length, 1);
+            assert.equal((results[winners[0]!] as PromiseFulfilledResult<number>).value, 2);
+            for (const r of results) {
+              if (r.status === "rejected") {
+                assert.ok(r.reason instanceof VersionConflictError);
+                assert.equal(r.reason.actualVersion, 2);
+              }
+            }
+            const stored = await kv(store).get(PID, "cart-1");
+            assert.equal(stored.version, 2);
+            assert.equal(stored.value && Buffer.from(stored.value.bytes).toString(), ["a", "b", "c", undefined][winners[0]!]);
+          }));
+
+        test("writes issued back to back for one entity, without awaiting, all land in call order", () =>
+          withStore(async (store) => {
+            const versions = await Promise.all(
+              ["a", "b", "c"].map((v, i) => kv(store).write(valueWrite("cart-1", i, state(text(v))))),
+            );
+            assert.deepEqual(versions, [1, 2, 3]);
+            assert.deepEqual(plainValue(await kv(store).get(PID, "cart-1")), { version: 3, typeUrl: STATE_TYPE, hex: hex(text("c")) });
+          }));
+
+        test("a delete keeps a tombstone: the version goes on, the value is gone, entityIds leaves it out", () =>
+          withStore(async (store) => {
+            await kv(store).write(valueWrite("cart-1", 0, state(text("v1"))));
+            await kv(store).write(valueWrite("cart-2", 0, state(text("other"))));
+            assert.equal(await kv(store).write(valueWrite("cart-1", 1, undefined)), 2);
+            assert.deepEqual(await kv(store).get(PID, "cart-1"), { version: 2, value: undefined });
+            assert.deepEqual(await kv(store).entityIds(PID), ["cart-2"]);
+
+            // No ABA: a writer that saw the entity missing before it existed cannot resurrect it.
+            await assert.rejects(kv(store).write(valueWrite("cart-1", 0, state(text("stale")))), (error: unknown) => {
+              assert.ok(error instanceof VersionConflictError);
+              assert.equal(error.actualVersion, 2);
+              return true;
+            });
+            assert.equal(await kv(store).write(valueWrite("cart-1", 2, undefined)), 3); // deleting again is a write too
+            assert.equal(await kv(store).write(valueWrite("cart-1", 3, state(text("back")))), 4);
+            assert.deepEqual(plainValue(await kv(store).get(PID, "cart-1")), { version: 4, typeUrl: STATE_TYPE, hex: hex(text("back")) });
+            assert.deepEqual(await kv(store).entityIds(PID), ["cart-1", "cart-2"]);
+
+            // Deleting an entity never written leaves a tombstone at version 1.
+            assert.equal(await kv(store).write(valueWrite("cart-3", 0, undefined)), 1);
+            assert.deepEqual(await kv(store).get(PID, "cart-3"), { version: 1, value: undefined });
+            assert.deepEqual(await kv(store).entityIds(PID), ["cart-1", "cart-2"]);
+          }));
+
+        test("values are keyed by persistence id and entity id together, apart from the journal and the other namespace", () =>
+          withStore(async (store) => {
+            const other = namespace === "values" ? store.crdts : store.values;
+            await Promise.all([
+              kv(store).write({ ...valueWrite("c", 0, state(text("ab/c"))), persistenceId: "ab" }),
+              kv(store).write({ ...valueWrite("bc", 0, state(text("a/bc"))), persistenceId: "a" }),
+              kv(store).write(valueWrite("cart-1", 0, state(text("mine")))),
+              other.write(valueWrite("cart-2", 0, state(text("theirs")))),
+              store.journal.append(append("cart-3", 0, [payload("journal")])),
+            ]);
+            assert.equal(hex((await kv(store).get("ab", "c")).value!.bytes), hex(text("ab/c")));
+            assert.equal(hex((await kv(store).get("a", "bc")).value!.bytes), hex(text("a/bc")));
+            assert.deepEqual(await kv(store).get("a", "b/c"), { version: 0, value: undefined });
+            assert.deepEqual(await kv(store).entityIds(PID), ["cart-1"]);
+            assert.deepEqual(await other.entityIds(PID), ["cart-2"]);
+            assert.deepEqual(await other.get(PID, "cart-1"), { version: 0, value: undefined });
+            assert.deepEqual(await kv(store).get(PID, "cart-3"), { version: 0, value: undefined });
+            assert.deepEqual(await store.journal.entityIds(PID), ["cart-3"]);
+          }));
+
+        test("entityIds() lists entities with a value in code point order", () =>
+          withStore(async (store) => {
+            const ids = ["b", "\u{1F600}", "a", "\uFFFD", "A", "a b", "ü"];
+            await Promise.all(ids.map((id) => kv(store).write(valueWrite(id, 0, state(text(id))))));
+            assert.deepEqual(await kv(store).entityIds(PID), ["A", "a", "a b", "b", "ü", "\uFFFD", "\u{1F600}"]);
+            assert.deepEqual(await kv(store).entityIds("nothing.Here"), []);
+          }));
+
+        test("a malformed write is rejected with a RangeError and writes nothing", () =>
+          withStore(async (store) => {
+            for (const expected of [-1, 0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+              await assert.rejects(kv(store).write(valueWrite("cart-1", expected, state(text("a")))), RangeError);
+            }
+            await assert.rejects(kv(store).write(valueWrite("cart\0", 0, state(text("a")))), RangeError);
+            await assert.rejects(kv(store).write({ ...valueWrite("cart-1", 0, state(text("a"))), persistenceId: "\0" }), RangeError);
+            await assert.rejects(kv(store).write(valueWrite("cart-1", 0, state(text("a"), "x\0y"))), RangeError);
+            assert.deepEqual(await kv(store).get(PID, "cart-1"), { version: 0, value: undefined });
+            assert.equal(store.stats().writes, 0);
+          }));
+
+        test("close commits the writes still pending, and every later call rejects with StoreUnavailableError", async () => {
+          const store = await open();
+          try {
+            const pending = [
+              kv(store).write(valueWrite("cart-1", 0, state(text("a")))),
+              kv(store).write(valueWrite("cart-1", 1, state(text("b")))),
+              kv(store).write(valueWrite("cart-2", 0, undefined)),
+            ];
+            await store.close();
+            assert.deepEqual(await Promise.all(pending), [1, 2, 1]);
+            assert.equal(store.stats().writes, 3);
+            await assert.rejects(kv(store).write(valueWrite("cart-1", 2, state(text("late")))), StoreUnavailableError);
+            await assert.rejects(kv(store).get(PID, "cart-1"), StoreUnavailableError);
+            await assert.rejects(kv(store).entityIds(PID), StoreUnavailableError);
+          } finally {
+            await store.close();
+          }
+        });
+      });
+    }
 
     describe("reads", () => {
       test("events() reads from a sequence on, including events a snapshot covers", () =>
@@ -303,6 +502,33 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           assert.ok(stats.batches >= 1 && stats.batches <= stats.writes, `batches ${stats.batches}`);
         }));
 
+      test("many concurrent value writes to many entities all land, in call order per entity", () =>
+        withStore(async (store) => {
+          const entities = 100;
+          const rounds = 5;
+          const writes: Promise<number>[] = [];
+          for (let round = 0; round < rounds; round++) {
+            for (let e = 0; e < entities; e++) {
+              const kv = e % 2 === 0 ? store.values : store.crdts;
+              writes.push(kv.write(valueWrite(`cart-${e}`, round, state(text(`${e}.${round}`)))));
+            }
+          }
+          const versions = await Promise.all(writes);
+          assert.deepEqual(
+            versions,
+            writes.map((_, i) => Math.floor(i / entities) + 1),
+          );
+          for (let e = 0; e < entities; e++) {
+            const kv = e % 2 === 0 ? store.values : store.crdts;
+            assert.deepEqual(plainValue(await kv.get(PID, `cart-${e}`)), {
+              version: rounds,
+              typeUrl: STATE_TYPE,
+              hex: hex(text(`${e}.${rounds - 1}`)),
+            });
+          }
+          assert.equal(store.stats().writes, entities * rounds);
+        }));
+
       test("stats count each committed append as one write, and never rejected ones", () =>
         withStore(async (store) => {
           assert.deepEqual(store.stats(), { batches: 0, writes: 0 });
@@ -310,6 +536,29 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           await store.journal.append(append("cart-1", 2, [payload("c")]));
           await assert.rejects(store.journal.append(append("cart-1", 0, [payload("x")])), SequenceConflictError);
           assert.deepEqual(store.stats(), { batches: 2, writes: 2 });
+        }));
+
+      test("stats count appends and value writes alike when they are issued together, and never rejected ones", () =>
+        withStore(async (store) => {
+          await store.values.write(valueWrite("cart-v", 0, state(text("v1"))));
+          const before = store.stats();
+          const results = await Promise.allSettled<unknown>([
+            store.journal.append(append("cart-1", 0, [payload("a"), payload("b")])),
+            store.values.write(valueWrite("cart-v", 1, state(text("v2")))),
+            store.journal.append(append("cart-1", 0, [payload("stale")])), // conflicts
+            store.crdts.write(valueWrite("cart-c", 0, state(text("c1")))),
+            store.values.write(valueWrite("cart-v", 1, state(text("stale")))), // conflicts
+            store.journal.append(append("cart-2", 0, [payload("c")])),
+            store.values.write(valueWrite("cart-w", 0, undefined)),
+          ]);
+          assert.deepEqual(
+            results.map((r) => r.status),
+            ["fulfilled", "fulfilled", "rejected", "fulfilled", "rejected", "fulfilled", "fulfilled"],
+          );
+          const after = store.stats();
+          assert.equal(after.writes - before.writes, 5);
+          const batches = after.batches - before.batches;
+          assert.ok(batches >= 1 && batches <= 5, `batches ${batches}`);
         }));
     });
 
@@ -337,6 +586,19 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
     });
   });
+}
+
+function valueWrite(entityId: string, expectedVersion: number, value: StoredPayload | undefined): ValueWrite {
+  return { persistenceId: PID, entityId, expectedVersion, value };
+}
+
+function state(bytes: Uint8Array, typeUrl = STATE_TYPE): StoredPayload {
+  return { typeUrl, bytes };
+}
+
+function plainValue(stored: { version: number; value: StoredPayload | undefined }) {
+  const v = stored.value;
+  return { version: stored.version, typeUrl: v?.typeUrl, hex: v && hex(v.bytes) };
 }
 
 function append(entityId: string, expectedSequence: number, events: StoredPayload[]): JournalAppend {

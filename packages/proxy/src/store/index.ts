@@ -2,17 +2,23 @@
 export {
   SequenceConflictError,
   StoreUnavailableError,
+  VersionConflictError,
   type Journal,
   type JournalAppend,
+  type KeyValueStore,
   type RecoveredJournal,
   type Store,
   type StoreStats,
   type StoredEvent,
   type StoredPayload,
   type StoredSnapshot,
+  type ValueWrite,
+  type VersionedValue,
 } from "./store.js";
 export { MemoryStore } from "./memory/memory-store.js";
 export { SqliteStore, type Durability, type SqliteSettings, type SqliteStoreOptions } from "./sqlite/sqlite-store.js";
+export { PostgresStore, type PostgresSettings, type PostgresStoreOptions } from "./postgres/postgres-store.js";
+export type { PostgresConnection } from "./postgres/connection.js";
 export {
   openStore,
   parseStoreSpec,

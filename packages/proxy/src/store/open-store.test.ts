@@ -25,15 +25,67 @@ describe("parseStoreSpec", () => {
     assert.deepEqual(parseStoreSpec("sqlite:x.db"), { kind: "sqlite", path: join(process.cwd(), "x.db") });
   });
 
-  test("a postgres URL says the PostgreSQL store is not available yet, without echoing the password", () => {
-    for (const spec of ["postgres://user:s3cret@db:5432/cs", "postgresql://user:s3cret@db/cs"]) {
+  test("accepts postgres:// and postgresql:// URLs, passed on whole, described without the password", () => {
+    assert.deepEqual(parseStoreSpec("postgres://user:s3cret@db:6543/cs"), {
+      kind: "postgres",
+      connection: { url: "postgres://user:s3cret@db:6543/cs" },
+      description: "postgres://user@db:6543/cs",
+    });
+    assert.deepEqual(parseStoreSpec(" postgresql://user:s3cret@db/cs?sslmode=require "), {
+      kind: "postgres",
+      connection: { url: "postgresql://user:s3cret@db/cs?sslmode=require" },
+      description: "postgres://user@db:5432/cs",
+    });
+    // Escaped user and password; no database means the user's name, as libpq does.
+    const spec = parseStoreSpec("postgres://app%40x:p%2Fw%40@10.0.0.7:5432");
+    assert.equal(spec.kind === "postgres" && spec.description, "postgres://app@x@10.0.0.7:5432/app@x");
+  });
+
+  test("postgres alone reads the connection from POSTGRES_SERVICE, POSTGRES_PORT (default 5432), _DATABASE, _USERNAME, _PASSWORD", () => {
+    const env = {
+      POSTGRES_SERVICE: "db.internal",
+      POSTGRES_DATABASE: "cloudstate",
+      POSTGRES_USERNAME: "proxy",
+      POSTGRES_PASSWORD: " s3cret ",
+    };
+    assert.deepEqual(parseStoreSpec("postgres", { env }), {
+      kind: "postgres",
+      connection: { host: "db.internal", port: 5432, database: "cloudstate", user: "proxy", password: " s3cret " },
+      description: "postgres://proxy@db.internal:5432/cloudstate",
+    });
+    const withPort = parseStoreSpec("postgres", { env: { ...env, POSTGRES_PORT: "6543", POSTGRES_PASSWORD: "" } });
+    assert.deepEqual(withPort.kind === "postgres" && withPort.connection, {
+      host: "db.internal",
+      port: 6543,
+      database: "cloudstate",
+      user: "proxy",
+      password: undefined,
+    });
+  });
+
+  test("postgres alone without its environment names what is missing", () => {
+    assert.throws(
+      () => parseStoreSpec("postgres", { env: { POSTGRES_SERVICE: "db", POSTGRES_PORT: "x", POSTGRES_PASSWORD: "s3cret" } }),
+      (error: Error) => {
+        assert.match(error.message, /POSTGRES_DATABASE, POSTGRES_USERNAME are not set/);
+        assert.match(error.message, /POSTGRES_PORT must be a port number, got "x"/);
+        assert.doesNotMatch(error.message, /s3cret/);
+        return true;
+      },
+    );
+    assert.throws(() => parseStoreSpec("postgres", { env: {} }), /POSTGRES_SERVICE, POSTGRES_DATABASE, POSTGRES_USERNAME are not set/);
+  });
+
+  test("a malformed postgres URL is refused without echoing its password", () => {
+    for (const spec of ["postgres://user:s3cret@/cs", "postgres://user:s3cret@db:99999/cs", "postgresql://user:s3cret%zz@db:5432/cs"]) {
       assert.throws(
         () => parseStoreSpec(spec),
         (error: Error) => {
-          assert.match(error.message, /PostgreSQL store is not available yet/);
+          assert.match(error.message, /invalid PostgreSQL URL/);
           assert.doesNotMatch(error.message, /s3cret/);
           return true;
         },
+        spec,
       );
     }
   });
@@ -96,7 +148,7 @@ describe("openStore", () => {
   });
 
   test("rejects a bad spec before opening anything", async () => {
-    await assert.rejects(openStore("postgres://localhost/cs"), /PostgreSQL store is not available yet/);
+    await assert.rejects(openStore("postgres", { env: {} }), /POSTGRES_SERVICE/);
     await assert.rejects(openStore("nope"), /invalid store "nope"/);
   });
 });

@@ -2,16 +2,30 @@
 // configuration validation can reject a bad value before anything is opened.
 import { resolve } from "node:path";
 import { MemoryStore } from "./memory/memory-store.js";
-import { SqliteStore, type Durability } from "./sqlite/sqlite-store.js";
-import type { Store } from "./store.js";
+import {
+  describePostgres,
+  parsePostgresUrl,
+  postgresFromEnv,
+  redactUrl,
+  type PostgresConnection,
+} from "./postgres/connection.js";
+import { PostgresStore } from "./postgres/postgres-store.js";
+import { SqliteStore } from "./sqlite/sqlite-store.js";
+import type { Durability, Store } from "./store.js";
 
-export type StoreSpec = { readonly kind: "memory" } | { readonly kind: "sqlite"; readonly path: string };
+export type StoreSpec =
+  | { readonly kind: "memory" }
+  | { readonly kind: "sqlite"; readonly path: string }
+  /** `description` is the connection without its password, for logs. */
+  | { readonly kind: "postgres"; readonly connection: PostgresConnection; readonly description: string };
 
 export interface StoreSpecOptions {
   /** Where `sqlite` alone puts its file (`<dataDir>/cloudstate.db`); relative to cwd. Default `.data`. */
   dataDir?: string;
   /** What relative paths are relative to. Default process.cwd(). */
   cwd?: string;
+  /** Where `postgres` alone reads POSTGRES_SERVICE, POSTGRES_PORT, … from. Default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface OpenStoreOptions extends StoreSpecOptions {
@@ -22,7 +36,9 @@ export const DEFAULT_DATA_DIR = ".data";
 export const DEFAULT_SQLITE_FILE = "cloudstate.db";
 
 const ACCEPTED =
-  'accepted: "memory", "sqlite" (the file <dataDir>/cloudstate.db), "sqlite:PATH" (a file path, relative to the working directory)';
+  'accepted: "memory", "sqlite" (the file <dataDir>/cloudstate.db), "sqlite:PATH" (a file path, relative to the working directory), ' +
+  '"postgres://USER:PASSWORD@HOST:PORT/DATABASE" (or postgresql://…), "postgres" (the connection from POSTGRES_SERVICE, ' +
+  "POSTGRES_PORT, POSTGRES_DATABASE, POSTGRES_USERNAME and POSTGRES_PASSWORD)";
 
 /** Parses a store spec; throws an Error that names the bad value and the accepted forms. */
 export function parseStoreSpec(spec: string, options: StoreSpecOptions = {}): StoreSpec {
@@ -41,11 +57,16 @@ export function parseStoreSpec(spec: string, options: StoreSpecOptions = {}): St
     }
     return { kind: "sqlite", path: resolve(cwd, path) };
   }
-  if (/^postgres(ql)?:\/\//.test(value)) {
-    // The URL is not repeated: it may carry a password.
-    throw new Error(`the PostgreSQL store is not available yet; ${ACCEPTED}`);
+  if (value === "postgres" || value === "postgresql") {
+    const connection = postgresFromEnv(options.env ?? process.env);
+    return { kind: "postgres", connection, description: describePostgres(connection) };
   }
-  throw new Error(`invalid store "${redactUserInfo(value)}"; ${ACCEPTED}`);
+  if (/^postgres(ql)?:\/\//i.test(value)) {
+    // Its errors repeat the URL without the password.
+    const connection = parsePostgresUrl(value);
+    return { kind: "postgres", connection, description: describePostgres(connection) };
+  }
+  throw new Error(`invalid store "${redactUrl(value)}"; ${ACCEPTED}`);
 }
 
 export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<Store> {
@@ -55,10 +76,7 @@ export async function openStore(spec: string, options: OpenStoreOptions = {}): P
       return new MemoryStore();
     case "sqlite":
       return new SqliteStore(parsed.path, { durability: options.durability });
+    case "postgres":
+      return PostgresStore.open(parsed.connection, { durability: options.durability });
   }
-}
-
-// "mysql://user:secret@host/db" → "mysql://***@host/db": error messages end up in logs.
-function redactUserInfo(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1***@");
 }

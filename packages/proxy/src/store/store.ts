@@ -1,6 +1,13 @@
 // The store contract: what the proxy needs from durable storage, independent of gRPC and of the
-// backend. Implemented by memory/, sqlite/ (the default) and, later, postgres/; one contract test
-// suite (contract.ts) runs against every implementation.
+// backend. Implemented by memory/, sqlite/ (the default) and postgres/; one contract test suite
+// (contract.ts) runs against every implementation.
+
+/**
+ * fsync (the default): a write resolves once it is on disk, so an acknowledged write survives power
+ * loss. relaxed: once the database has it (SQLite: in the OS; PostgreSQL: in the server), so it
+ * survives a crash of the proxy but an OS or server crash may lose the latest writes.
+ */
+export type Durability = "fsync" | "relaxed";
 
 /** A protobuf message as stored: its type URL and its serialized bytes, never decoded by the store. */
 export interface StoredPayload {
@@ -69,10 +76,43 @@ export interface Journal {
   entityIds(persistenceId: string): Promise<string[]>;
 }
 
+/** The latest state of one keyed entity, with the version that guards single-writer updates. */
+export interface VersionedValue {
+  /** 0 when the entity was never written. Deleting does not reset it (a tombstone keeps it). */
+  readonly version: number;
+  /** undefined when there is no state (never written, or deleted). */
+  readonly value: StoredPayload | undefined;
+}
+
+export interface ValueWrite {
+  readonly persistenceId: string;
+  readonly entityId: string;
+  /** The version the writer last read; the write gets expectedVersion + 1. */
+  readonly expectedVersion: number;
+  /** The new state, or undefined to delete it. */
+  readonly value: StoredPayload | undefined;
+}
+
+/**
+ * Latest-state storage, used for value entities (store.values) and for the durable state of CRDT
+ * entities (store.crdts, the proxy's serialized CRDT with its replica bookkeeping). Writes are
+ * group-committed like journal appends, and atomic per write.
+ */
+export interface KeyValueStore {
+  get(persistenceId: string, entityId: string): Promise<VersionedValue>;
+  /**
+   * Upserts (or deletes) and resolves with the new version once durable. Rejects with
+   * VersionConflictError when the stored version is not `expectedVersion`, changing nothing.
+   */
+  write(write: ValueWrite): Promise<number>;
+  /** The entity ids that have a (non-deleted) value, sorted by code point. */
+  entityIds(persistenceId: string): Promise<string[]>;
+}
+
 export interface StoreStats {
   /**
-   * Committed batches (transactions) and the writes (successful appends) they carried:
-   * writes/batches is the mean batch size. Rejected appends count in neither.
+   * Committed batches (transactions) and the writes (successful journal appends and value writes)
+   * they carried: writes/batches is the mean batch size. Rejected writes count in neither.
    */
   readonly batches: number;
   readonly writes: number;
@@ -82,6 +122,8 @@ export interface Store {
   /** A short description for logs, e.g. "sqlite:/path/to/db" or "memory". */
   readonly description: string;
   readonly journal: Journal;
+  readonly values: KeyValueStore;
+  readonly crdts: KeyValueStore;
   stats(): StoreStats;
   /**
    * Flushes pending writes and releases resources; later calls reject with StoreUnavailableError
@@ -105,6 +147,19 @@ export class SequenceConflictError extends Error {
   }
 }
 
+/** The stored value has another version than the writer expected: another writer got there first. */
+export class VersionConflictError extends Error {
+  constructor(
+    readonly persistenceId: string,
+    readonly entityId: string,
+    readonly expectedVersion: number,
+    readonly actualVersion: number,
+  ) {
+    super(`value conflict for ${persistenceId}/${entityId}: expected version ${expectedVersion}, found ${actualVersion}`);
+    this.name = "VersionConflictError";
+  }
+}
+
 /** The store is closed or unreachable; the caller may retry later. */
 export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -118,6 +173,11 @@ export class StoreUnavailableError extends Error {
  * rejected the same way everywhere. Returns the error to reject with, or undefined.
  */
 export function checkAppend(append: JournalAppend): RangeError | undefined {
+  const badText = checkText(append.persistenceId, append.entityId, [
+    append.snapshot?.typeUrl,
+    ...append.events.map((e) => e.typeUrl),
+  ]);
+  if (badText) return new RangeError(`journal append for ${printable(append)}: ${badText}`);
   if (!Number.isSafeInteger(append.expectedSequence) || append.expectedSequence < 0) {
     return new RangeError(
       `journal append for ${append.persistenceId}/${append.entityId}: expectedSequence must be a non-negative integer, got ${append.expectedSequence}`,
@@ -130,4 +190,29 @@ export function checkAppend(append: JournalAppend): RangeError | undefined {
     );
   }
   return undefined;
+}
+
+/** The value-write rules every store applies before touching its data (see checkAppend). */
+export function checkValueWrite(write: ValueWrite): RangeError | undefined {
+  const badText = checkText(write.persistenceId, write.entityId, [write.value?.typeUrl]);
+  if (badText) return new RangeError(`value write for ${printable(write)}: ${badText}`);
+  if (!Number.isSafeInteger(write.expectedVersion) || write.expectedVersion < 0) {
+    return new RangeError(
+      `value write for ${write.persistenceId}/${write.entityId}: expectedVersion must be a non-negative integer, got ${write.expectedVersion}`,
+    );
+  }
+  return undefined;
+}
+
+// PostgreSQL text cannot hold U+0000, so no store accepts it: a key that one store takes and
+// another refuses would make the stores disagree, and in a SQL batch one bad row fails the rest.
+function checkText(persistenceId: string, entityId: string, typeUrls: readonly (string | undefined)[]): string | undefined {
+  if (persistenceId.includes("\0")) return "the persistence id contains a NUL character";
+  if (entityId.includes("\0")) return "the entity id contains a NUL character";
+  if (typeUrls.some((t) => t?.includes("\0"))) return "a type URL contains a NUL character";
+  return undefined;
+}
+
+function printable(key: { persistenceId: string; entityId: string }): string {
+  return JSON.stringify(`${key.persistenceId}/${key.entityId}`).replaceAll("\\u0000", "\\0");
 }

@@ -12,6 +12,7 @@ import {
 } from "@cloudstate-ts/protocol";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { ProxyError, Code } from "../errors.js";
+import { H2Channel, type FrameCodec } from "./h2-channel.js";
 
 export interface UserFunctionAddress {
   readonly host: string;
@@ -50,12 +51,20 @@ function deserializer<D extends DescMessage>(schema: D) {
 export class UserFunctionConnection {
   readonly address: string;
   private readonly client: grpc.Client;
+  /** The entity streams' own HTTP/2 session (see h2-channel.ts); opened on the first entity stream. */
+  private h2: H2Channel | undefined;
 
-  constructor(address: UserFunctionAddress, maxMessageBytes: number) {
-    this.address = formatAddress(address);
+  constructor(
+    private readonly target: UserFunctionAddress,
+    private readonly maxMessageBytes: number,
+  ) {
+    this.address = formatAddress(target);
     this.client = new grpc.Client(this.address, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": maxMessageBytes,
       "grpc.max_send_message_length": maxMessageBytes,
+      // No call to the user function can be retried by the channel (streams carry commands); this
+      // also spares every message grpc-js's retry buffering.
+      "grpc.enable_retries": process.env.CLOUDSTATE_EXP_RETRIES === "1" ? 1 : 0,
       // The user function is a sidecar on loopback: reconnect quickly when it restarts.
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1000,
@@ -91,6 +100,24 @@ export class UserFunctionConnection {
       metadata ?? new grpc.Metadata(),
       {},
     ) as unknown as BidiStream<MessageShape<I>, MessageShape<O>>;
+  }
+
+  /**
+   * Opens a long-lived entity stream (e.g. `/cloudstate.eventsourced.EventSourced/handle`) on the
+   * lean HTTP/2 client: the codec writes whole gRPC frames and reads messages.
+   */
+  openEntityStream<In, Out>(path: string, codec: FrameCodec<In, Out>): BidiStream<In, Out> {
+    if (process.env.CLOUDSTATE_EXP_UF_TRANSPORT === "grpc-js") {
+      return this.client.makeBidiStreamRequest(
+        path,
+        (m: In) => codec.encode(m).subarray(5),
+        (b: Buffer) => codec.decode(b),
+        new grpc.Metadata(),
+        {},
+      ) as unknown as BidiStream<In, Out>;
+    }
+    this.h2 ??= new H2Channel(this.target.host, this.target.port, { maxMessageBytes: this.maxMessageBytes });
+    return this.h2.openStream(path, codec);
   }
 
   unary<I extends DescMessage, O extends DescMessage>(
@@ -170,5 +197,6 @@ export class UserFunctionConnection {
 
   close(): void {
     this.client.close();
+    this.h2?.close();
   }
 }

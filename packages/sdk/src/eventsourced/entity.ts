@@ -1,8 +1,9 @@
 // Defining an event-sourced entity: its service, state, events and command handlers, typed from the
 // user's generated protobuf code.
-import type { DescFile, DescMessage, DescMethod, Message, MessageShape } from "@bufbuild/protobuf";
+import type { DescFile, DescMessage, Message, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { typeUrl } from "../any.js";
+import { checkPassivationTimeout, commandRoutes, type CommandRoute } from "../command.js";
 import type { Reply } from "../context.js";
 import type { Entity } from "../entity.js";
 import type { EventSourcedCommandContext } from "./context.js";
@@ -52,13 +53,6 @@ export interface EventSourcedOptions<
 type AnyCommandHandler = (command: Message, ctx: EventSourcedCommandContext<Message, Message>) => unknown;
 type AnyEventHandler = (state: Message, event: Message) => Message;
 
-/** @internal A command handler resolved by the method's proto name. */
-export interface CommandRoute {
-  readonly method: DescMethod;
-  readonly outputUrl: string;
-  readonly handle: AnyCommandHandler;
-}
-
 /** @internal An event type's handler, resolved by the event's full name. */
 export interface EventRoute {
   readonly schema: DescMessage;
@@ -81,7 +75,7 @@ export class EventSourcedEntity<
   readonly snapshotEvery: number;
   /** @internal */ readonly stateUrl: string;
   /** @internal */ readonly initial: (entityId: string) => Message;
-  /** @internal By proto method name, as commands name them. */ readonly commands: ReadonlyMap<string, CommandRoute>;
+  /** @internal By proto method name, as commands name them. */ readonly commands: ReadonlyMap<string, CommandRoute<AnyCommandHandler>>;
   /** @internal By full message name. */ readonly events: ReadonlyMap<string, EventRoute>;
 
   constructor(options: EventSourcedOptions<Methods, StateSchema, readonly DescMessage[]>) {
@@ -90,9 +84,7 @@ export class EventSourcedEntity<
     if (!Number.isInteger(snapshotEvery) || snapshotEvery < 0) {
       throw new TypeError(`${where}: snapshotEvery must be a whole number >= 0, got ${snapshotEvery}`);
     }
-    if (passivationTimeoutMs !== undefined && !(Number.isInteger(passivationTimeoutMs) && passivationTimeoutMs > 0)) {
-      throw new TypeError(`${where}: passivationTimeoutMs must be a whole number > 0, got ${passivationTimeoutMs}`);
-    }
+    checkPassivationTimeout(where, passivationTimeoutMs);
     if (!options.persistenceId) throw new TypeError(`${where}: persistenceId is required`);
     this.service = service;
     this.persistenceId = options.persistenceId;
@@ -102,23 +94,7 @@ export class EventSourcedEntity<
     this.snapshotEvery = snapshotEvery;
     this.initial = options.initial;
 
-    // The checks below repeat the compiler's, for JavaScript users and casts.
-    const handlers = options.commands as unknown as Record<string, AnyCommandHandler | undefined>;
-    const commands = new Map<string, CommandRoute>();
-    for (const method of service.methods) {
-      const handle = handlers[method.localName];
-      if (typeof handle !== "function") throw new TypeError(`${where}: no command handler for ${method.name} (key "${method.localName}")`);
-      if (method.methodKind !== "unary") {
-        throw new TypeError(`${where}: ${method.name} is ${method.methodKind}; event-sourced entities serve unary methods only`);
-      }
-      commands.set(method.name, { method, outputUrl: typeUrl(method.output), handle });
-    }
-    for (const key of Object.keys(handlers)) {
-      if (!service.methods.some((m) => m.localName === key)) {
-        throw new TypeError(`${where}: command handler "${key}" matches no method of the service`);
-      }
-    }
-    this.commands = commands;
+    this.commands = commandRoutes(service, options.commands, where, { model: "event-sourced entities" });
 
     const events = new Map<string, EventRoute>();
     for (const [schema, apply] of options.events as unknown as readonly (readonly [DescMessage, AnyEventHandler])[]) {

@@ -6,7 +6,7 @@ import { anyPack, anyUnpack, EmptySchema, type Any } from "@bufbuild/protobuf/wk
 import type { EventSourcedReply } from "@cloudstate-ts/protocol";
 import { serve, type UserFunctionServer } from "../index.js";
 import { ProxyDriver, replyOf, type EventSourcedStreamDriver } from "../testing/index.js";
-import { counterEntity, memoryLogger, SLOW, SNAPSHOT_EVERY } from "../testdata/counter.js";
+import { counterEntity, memoryLogger, SLOW, slowStarted, SNAPSHOT_EVERY } from "../testdata/counter.js";
 import { Counter, QuerySchema, ValueSchema, ChangeSchema } from "../testdata/gen/sdktest/counter_pb.js";
 import { AddedSchema, ClearedSchema, CounterStateSchema } from "../testdata/gen/sdktest/domain_pb.js";
 
@@ -282,8 +282,13 @@ test("close() lets the command in progress reply before it ends the stream", asy
   const driver = new ProxyDriver(own.port);
   const stream = driver.eventSourced();
   stream.init(SERVICE, "s0");
+  const started = slowStarted.count;
   const pending = stream.command(Counter.method.add, { counterId: "s0", amounts: [SLOW] });
-  await new Promise((resolve) => setTimeout(resolve, 50)); // the command is in its handler now
+  // Wait until the command is inside its handler (polling, so a loaded machine cannot make it flaky).
+  for (const deadline = Date.now() + 5000; slowStarted.count === started && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.ok(slowStarted.count > started, "the command reached its handler");
   await own.close();
   assert.deepEqual(amounts(replyOf(await pending)), [SLOW]);
   assert.equal((await stream.ended).code, 0);

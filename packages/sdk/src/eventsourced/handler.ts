@@ -17,12 +17,13 @@ import {
   type EventSourcedStreamOut,
 } from "@cloudstate-ts/protocol";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { pack, typeNameOf, typeUrl } from "../any.js";
+import { pack, typeNameOf } from "../any.js";
+import { decodeInput, reportBug } from "../command.js";
 import { failureAction, replyAction } from "../context.js";
 import type { Entity, EntityProtocol, ProtocolEnv } from "../entity.js";
+import { EntityStream } from "../entity-stream.js";
 import { CommandFailure, ProtocolError } from "../errors.js";
-import { describeError, type Logger } from "../logger.js";
-import type { OpenStream } from "../streams.js";
+import type { Logger } from "../logger.js";
 import { EventSourcedContext } from "./context.js";
 import type { EventSourcedEntity } from "./entity.js";
 
@@ -69,16 +70,11 @@ export class EventSourcedInstance {
     if (!route) {
       return failed(command.id, `Unknown command ${command.name} for ${this.entity.service.typeName}`, false);
     }
-    // Compare names, not whole URLs: the host part of a type URL carries no meaning.
-    if (!command.payload || typeNameOf(command.payload.typeUrl) !== route.method.input.typeName) {
-      const got = command.payload?.typeUrl || "none";
-      return failed(command.id, `${command.name} expects a ${typeUrl(route.method.input)} payload, got ${got}`, false);
-    }
     let input: Message;
     try {
-      input = fromBinary(route.method.input, command.payload.value);
+      input = decodeInput(route.method, command.payload);
     } catch (e) {
-      return failed(command.id, `Cannot decode the ${command.name} payload: ${(e as Error).message}`, false);
+      return failed(command.id, (e as CommandFailure).message, false);
     }
 
     const ctx = new EventSourcedContext(this.entity, this.state, command);
@@ -108,9 +104,8 @@ export class EventSourcedInstance {
       }
       // A bug in the user's code: the in-memory state may be suspect, so ask the proxy to rebuild
       // the entity from its journal, and give the client a short message (the details are logged).
-      const where = `${this.entity.service.typeName}.${command.name}`;
-      this.logger.error(`command ${where} (id ${command.id}) of entity "${this.entityId}" failed: ${describeError(e)}`);
-      return failed(command.id, `Unexpected error in ${where} (see the user function's log)`, true);
+      const description = reportBug(this.logger, route.method, "command", ` (id ${command.id}) of entity "${this.entityId}"`, e);
+      return failed(command.id, description, true);
     } finally {
       ctx.deactivate();
     }
@@ -129,67 +124,45 @@ function decode(schema: EventSourcedEntity["stateSchema"], url: string, any: Any
 type Call = ServerDuplexStream<EventSourcedStreamIn, EventSourcedStreamOut>;
 
 /** One protocol stream: init, then events and commands, in order. */
-class EventSourcedStream implements OpenStream {
+class EventSourcedStream extends EntityStream<EventSourcedStreamIn, EventSourcedStreamOut> {
   private instance: EventSourcedInstance | undefined;
-  private busy = false;
-  private stopping = false;
-  private ended = false;
 
   constructor(
-    private readonly call: Call,
+    call: Call,
     private readonly entities: ReadonlyMap<string, EventSourcedEntity>,
-    private readonly logger: Logger,
-  ) {}
+    logger: Logger,
+  ) {
+    super(call, logger, "event-sourced");
+  }
 
-  async run(): Promise<void> {
-    let commandId = 0n; // of the message in hand, for a stream failure (0 = not a command)
-    try {
-      // Iterating the call itself would destroy it at the end of input, before our end() can send the status.
-      const messages = this.call.iterator({ destroyOnReturn: false }) as AsyncIterable<EventSourcedStreamIn>;
-      for await (const message of messages) {
-        if (this.ended) break;
-        this.busy = true;
-        commandId = 0n;
-        switch (message.message.case) {
-          case "init":
-            this.init(message.message.value);
-            break;
-          case "event":
-            this.started("an event").replay(message.message.value);
-            break;
-          case "command": {
-            const command = message.message.value;
-            commandId = command.id;
-            const reply = await this.started("a command").handle(command);
-            this.write(create(EventSourcedStreamOutSchema, { message: { case: "reply", value: reply } }));
-            break;
-          }
-          default:
-            throw new ProtocolError("received an empty EventSourcedStreamIn");
-        }
-        this.busy = false;
-        if (this.stopping) break;
+  protected async receive(message: EventSourcedStreamIn): Promise<void> {
+    switch (message.message.case) {
+      case "init":
+        this.init(message.message.value);
+        break;
+      case "event":
+        this.started("an event").replay(message.message.value);
+        break;
+      case "command": {
+        const reply = await this.started("a command").handle(message.message.value);
+        this.write(create(EventSourcedStreamOutSchema, { message: { case: "reply", value: reply } }));
+        break;
       }
-    } catch (e) {
-      if (this.call.cancelled || this.ended) return; // the proxy went away, or we are shutting down
-      const entity = this.instance ? ` of ${this.instance.entity.service.typeName} entity "${this.instance.entityId}"` : "";
-      if (e instanceof ProtocolError) {
-        this.logger.warn(`protocol error on an event-sourced stream${entity}: ${e.message}`);
-      } else {
-        this.logger.error(`event-sourced stream${entity} failed: ${describeError(e)}`);
-      }
-      // The stream cannot go on: a StreamOut failure tells the proxy to stop this entity.
-      const description = e instanceof Error ? e.message : String(e);
-      this.write(create(EventSourcedStreamOutSchema, { message: { case: "failure", value: { commandId, description } } }));
-    } finally {
-      this.end();
+      default:
+        throw new ProtocolError("received an empty EventSourcedStreamIn");
     }
   }
 
-  shutdown(): void {
-    this.stopping = true;
-    // Idle: end now (the for-await loop then stops). Busy: the loop ends after the current reply.
-    if (!this.busy) this.end();
+  protected commandIdOf(message: EventSourcedStreamIn): bigint {
+    return message.message.case === "command" ? message.message.value.id : 0n;
+  }
+
+  protected streamFailure(commandId: bigint, description: string): EventSourcedStreamOut {
+    return create(EventSourcedStreamOutSchema, { message: { case: "failure", value: { commandId, description } } });
+  }
+
+  protected describeEntity(): string {
+    return this.instance ? ` of ${this.instance.entity.service.typeName} entity "${this.instance.entityId}"` : "";
   }
 
   private init(init: EventSourcedInit): void {
@@ -205,16 +178,6 @@ class EventSourcedStream implements OpenStream {
   private started(what: string): EventSourcedInstance {
     if (!this.instance) throw new ProtocolError(`received ${what} before init`);
     return this.instance;
-  }
-
-  private write(message: EventSourcedStreamOut): void {
-    if (!this.ended && !this.call.cancelled) this.call.write(message);
-  }
-
-  private end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (!this.call.cancelled) this.call.end();
   }
 }
 

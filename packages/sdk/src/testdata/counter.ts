@@ -8,6 +8,8 @@ import { AddedSchema, ClearedSchema, CounterStateSchema, UnhandledSchema } from 
 export const SNAPSHOT_EVERY = 3;
 /** An amount that makes Add take 300 ms. */
 export const SLOW = 1000;
+/** How many SLOW amounts have started waiting: lets a test know a command is inside its handler. */
+export const slowStarted = { count: 0 };
 
 /**
  * Add emits one Added per amount and replies with the state after them; a negative amount fails
@@ -35,7 +37,10 @@ export function counterEntity(options: { passivationTimeoutMs?: number } = {}) {
     commands: {
       async add({ amounts }, ctx) {
         for (const amount of amounts) {
-          if (amount === SLOW) await new Promise((resolve) => setTimeout(resolve, 300));
+          if (amount === SLOW) {
+            slowStarted.count++;
+            await new Promise((resolve) => setTimeout(resolve, 300));
+          }
           if (amount < 0) ctx.fail(`cannot add ${amount}`);
           if (amount === 13) throw new Error("unlucky 13");
           if (amount === 99) ctx.emit(create(UnhandledSchema) as never);

@@ -1,17 +1,23 @@
 // The in-process store: for tests, the testkit and `--store memory` runs. It applies exactly the
-// rules of the SQL stores (expected sequence, atomic append, snapshot replacement) so code tested
-// against it behaves the same on SQLite.
+// rules of the SQL stores (expected sequence, atomic append, snapshot replacement, value versions
+// with tombstones) so code tested against it behaves the same on SQLite and PostgreSQL.
 import {
   checkAppend,
+  checkValueWrite,
   SequenceConflictError,
   StoreUnavailableError,
+  VersionConflictError,
   type Journal,
   type JournalAppend,
+  type KeyValueStore,
   type RecoveredJournal,
   type Store,
   type StoreStats,
   type StoredEvent,
+  type StoredPayload,
   type StoredSnapshot,
+  type ValueWrite,
+  type VersionedValue,
 } from "../store.js";
 
 interface EntityJournal {
@@ -22,6 +28,8 @@ interface EntityJournal {
 export class MemoryStore implements Store {
   readonly description = "memory";
   readonly journal: Journal;
+  readonly values: KeyValueStore;
+  readonly crdts: KeyValueStore;
   // persistence id → entity id → journal; stored bytes are private copies.
   private readonly journals = new Map<string, Map<string, EntityJournal>>();
   private writes = 0;
@@ -34,10 +42,12 @@ export class MemoryStore implements Store {
       events: (persistenceId, entityId, fromSequence) => this.events(persistenceId, entityId, fromSequence),
       entityIds: (persistenceId) => this.entityIds(persistenceId),
     };
+    this.values = this.keyValueStore(new Map());
+    this.crdts = this.keyValueStore(new Map());
   }
 
   stats(): StoreStats {
-    // Every append is its own "transaction" here.
+    // Every append and value write is its own "transaction" here.
     return { batches: this.writes, writes: this.writes };
   }
 
@@ -93,9 +103,40 @@ export class MemoryStore implements Store {
 
   private async entityIds(persistenceId: string): Promise<string[]> {
     this.checkOpen();
-    const ids = [...(this.journals.get(persistenceId)?.keys() ?? [])];
-    // Code point order, which is what SQLite's BINARY collation gives on UTF-8 text.
-    return ids.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    return sortByCodePoint([...(this.journals.get(persistenceId)?.keys() ?? [])]);
+  }
+
+  // persistence id → entity id → latest value; one table per namespace.
+  private keyValueStore(table: Map<string, Map<string, VersionedValue>>): KeyValueStore {
+    return {
+      get: async (persistenceId, entityId) => {
+        this.checkOpen();
+        const stored = table.get(persistenceId)?.get(entityId);
+        return stored ? { version: stored.version, value: copyPayload(stored.value) } : { version: 0, value: undefined };
+      },
+      write: async (write: ValueWrite) => {
+        this.checkOpen();
+        const invalid = checkValueWrite(write);
+        if (invalid) throw invalid;
+        const { persistenceId, entityId, expectedVersion } = write;
+        let entities = table.get(persistenceId);
+        const actual = entities?.get(entityId)?.version ?? 0;
+        if (actual !== expectedVersion) {
+          throw new VersionConflictError(persistenceId, entityId, expectedVersion, actual);
+        }
+        // A delete keeps the entry as a tombstone, so the version never goes back to 0.
+        if (!entities) table.set(persistenceId, (entities = new Map()));
+        entities.set(entityId, { version: expectedVersion + 1, value: copyPayload(write.value) });
+        this.writes++;
+        return expectedVersion + 1;
+      },
+      entityIds: async (persistenceId) => {
+        this.checkOpen();
+        const ids: string[] = [];
+        for (const [id, stored] of table.get(persistenceId) ?? []) if (stored.value !== undefined) ids.push(id);
+        return sortByCodePoint(ids);
+      },
+    };
   }
 
   private checkOpen(): void {
@@ -112,4 +153,13 @@ function copyEvents(events: readonly StoredEvent[], fromSequence: number): Store
     copies.push({ sequence: event.sequence, typeUrl: event.typeUrl, bytes: event.bytes.slice() });
   }
   return copies;
+}
+
+function copyPayload(payload: StoredPayload | undefined): StoredPayload | undefined {
+  return payload && { typeUrl: payload.typeUrl, bytes: payload.bytes.slice() };
+}
+
+// Code point order, which is what SQLite's BINARY collation and PostgreSQL's "C" give on UTF-8 text.
+function sortByCodePoint(ids: string[]): string[] {
+  return ids.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }

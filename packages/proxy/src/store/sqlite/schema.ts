@@ -39,6 +39,34 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    description: "value and CRDT state",
+    sql: `
+      -- The latest state of value entities (store.values) and of CRDT entities (store.crdts).
+      -- A delete keeps the row as a tombstone (type_url and payload NULL) with its bumped version,
+      -- so a version never goes backwards and a stale writer cannot resurrect a deleted entity.
+      CREATE TABLE value_state (
+        persistence_id TEXT    NOT NULL,
+        entity_id      TEXT    NOT NULL,
+        version        INTEGER NOT NULL,
+        type_url       TEXT,
+        payload        BLOB,
+        written_at     INTEGER NOT NULL,
+        PRIMARY KEY (persistence_id, entity_id),
+        CHECK ((type_url IS NULL) = (payload IS NULL))
+      );
+      CREATE TABLE crdt_state (
+        persistence_id TEXT    NOT NULL,
+        entity_id      TEXT    NOT NULL,
+        version        INTEGER NOT NULL,
+        type_url       TEXT,
+        payload        BLOB,
+        written_at     INTEGER NOT NULL,
+        PRIMARY KEY (persistence_id, entity_id),
+        CHECK ((type_url IS NULL) = (payload IS NULL))
+      );
+    `,
+  },
 ];
 
 /** Brings the database to `list.length`, applying only the migrations it has not seen. */

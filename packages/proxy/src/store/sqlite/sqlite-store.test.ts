@@ -185,6 +185,22 @@ describe("sqlite store", () => {
       }
     });
 
+    test("journal appends and value and CRDT writes issued together share one transaction", async () => {
+      const store = new SqliteStore(freshPath());
+      try {
+        const state = (v: string) => ({ typeUrl: "type.googleapis.com/shop.Cart", bytes: Buffer.from(v) });
+        const writes = Array.from({ length: 30 }, (_, i) =>
+          i % 3 === 0
+            ? store.journal.append(append(`cart-${i}`, 0, "a"))
+            : (i % 3 === 1 ? store.values : store.crdts).write({ persistenceId: PID, entityId: `cart-${i}`, expectedVersion: 0, value: state(`${i}`) }),
+        );
+        await Promise.all(writes);
+        assert.deepEqual(store.stats(), { batches: 1, writes: 30 });
+      } finally {
+        await store.close();
+      }
+    });
+
     test("a full queue is committed at once, without waiting for the scheduled flush", async () => {
       const store = new SqliteStore(freshPath(), { maxBatchSize: 16 });
       try {
@@ -263,6 +279,26 @@ describe("sqlite store", () => {
         assert.equal(db.prepare("SELECT count(*) FROM journal").pluck().get(), 3);
       } finally {
         db.close();
+      }
+    });
+
+    test("a file from schema version 1 (journal only) gains value and CRDT state and keeps its journal", async () => {
+      const path = freshPath();
+      const db = new Database(path);
+      migrate(db, migrations.slice(0, 1));
+      db.prepare("INSERT INTO journal (persistence_id, entity_id, sequence, type_url, payload, written_at) VALUES (?, ?, 1, 't', ?, 0)").run(
+        PID,
+        "cart-1",
+        Buffer.from("old"),
+      );
+      db.close();
+      const store = new SqliteStore(path);
+      try {
+        assert.equal(store.settings().schemaVersion, migrations.length);
+        assert.deepEqual(await contents(store, "cart-1"), ["old"]);
+        assert.equal(await store.values.write({ persistenceId: PID, entityId: "cart-1", expectedVersion: 0, value: undefined }), 1);
+      } finally {
+        await store.close();
       }
     });
 

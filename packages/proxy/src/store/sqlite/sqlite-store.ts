@@ -1,24 +1,30 @@
 // The embedded store, and the default: one SQLite file in WAL mode.
 //
-// Group commit (invariant 3): append() only queues its write; a flush, scheduled with setImmediate
-// or forced by a full queue, commits every queued append in ONE transaction, so concurrent
-// commands from many entities share one fsync. better-sqlite3 is synchronous, so a flush runs to
-// completion before any other JavaScript: a resolved append is always committed, and reads never
-// observe a half-applied batch.
+// Group commit (invariant 3): append() and the value stores' write() only queue their write; a
+// flush, scheduled with setImmediate or forced by a full queue, commits every queued write (journal
+// appends and value/CRDT state alike) in ONE transaction, so concurrent commands from many entities
+// share one fsync. better-sqlite3 is synchronous, so a flush runs to completion before any other
+// JavaScript: a resolved write is always committed, and reads never observe a half-applied batch.
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import {
   checkAppend,
+  checkValueWrite,
   SequenceConflictError,
   StoreUnavailableError,
+  VersionConflictError,
+  type Durability,
   type Journal,
   type JournalAppend,
+  type KeyValueStore,
   type RecoveredJournal,
   type Store,
   type StoreStats,
   type StoredEvent,
   type StoredSnapshot,
+  type ValueWrite,
+  type VersionedValue,
 } from "../store.js";
 import { migrate, schemaVersion } from "./schema.js";
 
@@ -27,11 +33,11 @@ import { migrate, schemaVersion } from "./schema.js";
  * acknowledged write survives power loss. relaxed: synchronous=NORMAL, commits survive a crash or
  * kill -9 of the process, but an OS crash or power loss may lose the latest ones.
  */
-export type Durability = "fsync" | "relaxed";
+export type { Durability } from "../store.js";
 
 export interface SqliteStoreOptions {
   durability?: Durability;
-  /** The most appends one transaction carries; a queue this long is flushed at once. */
+  /** The most writes (appends and value writes) one transaction carries; a queue this long is flushed at once. */
   maxBatchSize?: number;
 }
 
@@ -42,11 +48,31 @@ export interface SqliteSettings {
   readonly schemaVersion: number;
 }
 
+type PendingWrite = PendingAppend | PendingValueWrite;
+
 interface PendingAppend {
+  readonly kind: "append";
   readonly append: JournalAppend;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
   conflict: SequenceConflictError | undefined;
+}
+
+interface PendingValueWrite {
+  readonly kind: "value";
+  readonly table: ValueTable;
+  readonly write: ValueWrite;
+  readonly resolve: (version: number) => void;
+  readonly reject: (error: Error) => void;
+  conflict: VersionConflictError | undefined;
+}
+
+/** The prepared statements of one value namespace (value_state or crdt_state). */
+interface ValueTable {
+  readonly selectVersion: Database.Statement<[string, string], number>;
+  readonly selectValue: Database.Statement<[string, string], { version: number; typeUrl: string | null; bytes: Buffer | null }>;
+  readonly selectEntityIds: Database.Statement<[string], string>;
+  readonly upsert: Database.Statement<[string, string, number, string | null, Uint8Array | null, number]>;
 }
 
 const DEFAULT_MAX_BATCH_SIZE = 512;
@@ -56,10 +82,12 @@ export class SqliteStore implements Store {
   readonly description: string;
   readonly path: string;
   readonly journal: Journal;
+  readonly values: KeyValueStore;
+  readonly crdts: KeyValueStore;
 
   private readonly db: Database.Database;
   private readonly maxBatchSize: number;
-  private queue: PendingAppend[] = [];
+  private queue: PendingWrite[] = [];
   private timer: NodeJS.Immediate | undefined;
   private closed = false;
   private batches = 0;
@@ -71,7 +99,8 @@ export class SqliteStore implements Store {
   private readonly selectEntityIds: Database.Statement<[string], string>;
   private readonly insertEvent: Database.Statement<[string, string, number, string, Uint8Array, number]>;
   private readonly upsertSnapshot: Database.Statement<[string, string, number, string, Uint8Array, number]>;
-  private readonly commitBatch: (batch: PendingAppend[]) => number;
+  private readonly valueTables: { readonly values: ValueTable; readonly crdts: ValueTable };
+  private readonly commitBatch: (batch: PendingWrite[]) => number;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     if (path === "" || path === ":memory:" || path.startsWith("file:")) {
@@ -120,9 +149,10 @@ export class SqliteStore implements Store {
           " ON CONFLICT (persistence_id, entity_id) DO UPDATE SET" +
           " sequence = excluded.sequence, type_url = excluded.type_url, payload = excluded.payload, written_at = excluded.written_at",
       );
-      // IMMEDIATE takes the write lock before the sequence checks, so another process writing the
-      // same file cannot slip an append in between a check and its insert.
-      this.commitBatch = this.db.transaction((batch: PendingAppend[]) => this.writeBatch(batch)).immediate;
+      this.valueTables = { values: this.prepareValueTable("value_state"), crdts: this.prepareValueTable("crdt_state") };
+      // IMMEDIATE takes the write lock before the sequence and version checks, so another process
+      // writing the same file cannot slip a write in between a check and its insert.
+      this.commitBatch = this.db.transaction((batch: PendingWrite[]) => this.writeBatch(batch)).immediate;
     } catch (error) {
       this.db.close();
       throw error;
@@ -134,6 +164,8 @@ export class SqliteStore implements Store {
       events: (persistenceId, entityId, fromSequence) => this.events(persistenceId, entityId, fromSequence),
       entityIds: (persistenceId) => this.entityIds(persistenceId),
     };
+    this.values = this.keyValueStore(this.valueTables.values);
+    this.crdts = this.keyValueStore(this.valueTables.crdts);
   }
 
   stats(): StoreStats {
@@ -161,11 +193,26 @@ export class SqliteStore implements Store {
     const invalid = checkAppend(append);
     if (invalid) return Promise.reject(invalid);
     const promise = new Promise<void>((resolve, reject) => {
-      this.queue.push({ append, resolve, reject, conflict: undefined });
+      this.queue.push({ kind: "append", append, resolve, reject, conflict: undefined });
     });
+    this.scheduleFlush();
+    return promise;
+  }
+
+  private writeValue(table: ValueTable, write: ValueWrite): Promise<number> {
+    if (this.closed) return Promise.reject(this.closedError());
+    const invalid = checkValueWrite(write);
+    if (invalid) return Promise.reject(invalid);
+    const promise = new Promise<number>((resolve, reject) => {
+      this.queue.push({ kind: "value", table, write, resolve, reject, conflict: undefined });
+    });
+    this.scheduleFlush();
+    return promise;
+  }
+
+  private scheduleFlush(): void {
     if (this.queue.length >= this.maxBatchSize) this.flush();
     else this.timer ??= setImmediate(this.flushSoon);
-    return promise;
   }
 
   private readonly flushSoon = (): void => {
@@ -186,10 +233,9 @@ export class SqliteStore implements Store {
       writes = this.commitBatch(batch);
     } catch (cause) {
       // The transaction rolled back: nothing of this batch is stored, so every append failed.
-      const error = new StoreUnavailableError(
-        `could not commit ${batch.length} journal append(s) to ${this.path}: ${errorMessage(cause)}`,
-        { cause },
-      );
+      const error = new StoreUnavailableError(`could not commit ${batch.length} write(s) to ${this.path}: ${errorMessage(cause)}`, {
+        cause,
+      });
       for (const pending of batch) pending.reject(error);
       return;
     }
@@ -199,17 +245,30 @@ export class SqliteStore implements Store {
     }
     for (const pending of batch) {
       if (pending.conflict) pending.reject(pending.conflict);
-      else pending.resolve();
+      else if (pending.kind === "append") pending.resolve();
+      else pending.resolve(pending.write.expectedVersion + 1);
     }
   }
 
-  // Runs inside the transaction. A conflicting append writes nothing and is marked; the others
-  // still commit. The head query sees this transaction's own inserts, so earlier appends of the
-  // same batch count towards an entity's head without any bookkeeping here.
-  private writeBatch(batch: PendingAppend[]): number {
+  // Runs inside the transaction. A conflicting write changes nothing and is marked; the others
+  // still commit. The head and version queries see this transaction's own writes, so earlier
+  // writes of the same batch count towards an entity's head without any bookkeeping here.
+  private writeBatch(batch: PendingWrite[]): number {
     const now = Date.now();
     let writes = 0;
     for (const pending of batch) {
+      if (pending.kind === "value") {
+        const { persistenceId, entityId, expectedVersion, value } = pending.write;
+        const version = pending.table.selectVersion.get(persistenceId, entityId) ?? 0;
+        if (version !== expectedVersion) {
+          pending.conflict = new VersionConflictError(persistenceId, entityId, expectedVersion, version);
+          continue;
+        }
+        // A delete keeps a tombstone row with the bumped version.
+        pending.table.upsert.run(persistenceId, entityId, version + 1, value?.typeUrl ?? null, value?.bytes ?? null, now);
+        writes++;
+        continue;
+      }
       const { persistenceId, entityId, expectedSequence, events, snapshot } = pending.append;
       const head = this.selectHead.get(persistenceId, entityId) ?? 0;
       if (head !== expectedSequence) {
@@ -256,6 +315,53 @@ export class SqliteStore implements Store {
     } catch (cause) {
       throw this.readError(cause);
     }
+  }
+
+  private keyValueStore(table: ValueTable): KeyValueStore {
+    return {
+      get: async (persistenceId, entityId): Promise<VersionedValue> => {
+        this.checkOpen();
+        let row;
+        try {
+          row = table.selectValue.get(persistenceId, entityId);
+        } catch (cause) {
+          throw this.readError(cause);
+        }
+        if (row === undefined) return { version: 0, value: undefined };
+        const value = row.typeUrl === null || row.bytes === null ? undefined : { typeUrl: row.typeUrl, bytes: row.bytes };
+        return { version: row.version, value };
+      },
+      write: (write) => this.writeValue(table, write),
+      entityIds: async (persistenceId) => {
+        this.checkOpen();
+        try {
+          return table.selectEntityIds.all(persistenceId);
+        } catch (cause) {
+          throw this.readError(cause);
+        }
+      },
+    };
+  }
+
+  private prepareValueTable(name: "value_state" | "crdt_state"): ValueTable {
+    return {
+      selectVersion: this.db
+        .prepare<[string, string], number>(`SELECT version FROM ${name} WHERE persistence_id = ? AND entity_id = ?`)
+        .pluck(),
+      selectValue: this.db.prepare(
+        `SELECT version, type_url AS typeUrl, payload AS bytes FROM ${name} WHERE persistence_id = ? AND entity_id = ?`,
+      ),
+      selectEntityIds: this.db
+        .prepare<[string], string>(
+          `SELECT entity_id FROM ${name} WHERE persistence_id = ? AND payload IS NOT NULL ORDER BY entity_id`,
+        )
+        .pluck(),
+      upsert: this.db.prepare(
+        `INSERT INTO ${name} (persistence_id, entity_id, version, type_url, payload, written_at) VALUES (?, ?, ?, ?, ?, ?)` +
+          " ON CONFLICT (persistence_id, entity_id) DO UPDATE SET" +
+          " version = excluded.version, type_url = excluded.type_url, payload = excluded.payload, written_at = excluded.written_at",
+      ),
+    };
   }
 
   private checkOpen(): void {

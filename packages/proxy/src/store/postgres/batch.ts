@@ -1,0 +1,380 @@
+// Writing one batch of queued writes (journal appends, value and CRDT state) in ONE transaction.
+//
+// Together (the usual path): one statement per kind for the whole batch — read every journal head
+// (and lock every existing value row) of the batch, check the expected sequences and versions in
+// JavaScript, then one multi-row INSERT of all events, one upsert of the snapshots, one UPDATE and
+// one INSERT per value table. The checks see only what was committed when they ran, so another
+// process may append in between: the journal's primary key (and the value tables' one) is the
+// final guard, and the multi-row insert then fails with a unique violation.
+// One by one (the fallback, after such a failure): the same transaction again, each write in its
+// own SAVEPOINT, so that only the write that lost the race is rejected and the rest commit.
+//
+// Rows are written in one global order (table, then persistence id and entity id) so that two
+// batches touching the same rows wait for each other instead of deadlocking; a deadlock or
+// serialization failure is retried all the same.
+import pg from "pg";
+import {
+  SequenceConflictError,
+  VersionConflictError,
+  type JournalAppend,
+  type StoredPayload,
+  type ValueWrite,
+} from "../store.js";
+import { quoteIdentifier } from "./schema.js";
+
+export type ValueTable = "value_state" | "crdt_state";
+
+export type BatchWrite =
+  | { readonly kind: "append"; readonly append: JournalAppend }
+  | { readonly kind: "value"; readonly table: ValueTable; readonly write: ValueWrite };
+
+/** For each write of a committed batch: undefined when it was written, or why it was rejected. */
+export type WriteOutcome = SequenceConflictError | VersionConflictError | RangeError | undefined;
+
+// A statement may carry at most 65535 parameters: longer lists are split over several statements.
+const MAX_PARAMETERS = 65_535;
+const MAX_ONE_BY_ONE_ATTEMPTS = 3;
+
+/** The SQL of one store, its table names qualified with the store's schema. */
+export class BatchSql {
+  readonly journal: string;
+  readonly snapshots: string;
+
+  constructor(readonly schema: string) {
+    this.journal = `${quoteIdentifier(schema)}.journal`;
+    this.snapshots = `${quoteIdentifier(schema)}.snapshots`;
+  }
+
+  table(name: ValueTable): string {
+    return `${quoteIdentifier(this.schema)}.${name}`;
+  }
+}
+
+/**
+ * Writes the batch in one transaction and commits it. Resolves with each write's outcome once
+ * committed. Rejects when the batch could not be committed (connection lost, timeout, …): then
+ * nothing of it is stored, unless the connection broke during COMMIT itself, when the server may
+ * have committed it (the caller cannot know; a reader will see it).
+ */
+export async function commitBatch(client: pg.ClientBase, sql: BatchSql, writes: readonly BatchWrite[]): Promise<WriteOutcome[]> {
+  const order = writeOrder(writes);
+  try {
+    return await writeTogether(client, sql, writes, order);
+  } catch (error) {
+    if (!(error instanceof RowRace) && !isRowError(error) && !isTransient(error)) throw error;
+    await client.query("ROLLBACK");
+  }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await writeOneByOne(client, sql, writes, order);
+    } catch (error) {
+      if (!isTransient(error) || attempt >= MAX_ONE_BY_ONE_ATTEMPTS) throw error;
+      await client.query("ROLLBACK");
+    }
+  }
+}
+
+async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: readonly BatchWrite[], order: number[]): Promise<WriteOutcome[]> {
+  const outcomes: WriteOutcome[] = new Array<WriteOutcome>(writes.length).fill(undefined);
+  await client.query("BEGIN");
+
+  const appends = order.filter((i) => writes[i]!.kind === "append");
+  if (appends.length > 0) {
+    const heads = await readHeads(client, sql, appends.map((i) => (writes[i] as { append: JournalAppend }).append));
+    const events: unknown[][] = [];
+    const snapshots = new Map<string, unknown[]>();
+    for (const i of appends) {
+      const { persistenceId, entityId, expectedSequence, snapshot } = (writes[i] as { append: JournalAppend }).append;
+      const key = keyOf(persistenceId, entityId);
+      const head = heads.get(key) ?? 0;
+      if (head !== expectedSequence) {
+        outcomes[i] = new SequenceConflictError(persistenceId, entityId, expectedSequence, head);
+        continue;
+      }
+      const rows = eventRows((writes[i] as { append: JournalAppend }).append);
+      events.push(...rows);
+      const sequence = head + rows.length;
+      // One upsert may not touch a row twice: the batch's last snapshot of an entity wins.
+      if (snapshot) snapshots.set(key, [persistenceId, entityId, sequence, snapshot.typeUrl, buffer(snapshot.bytes)]);
+      heads.set(key, sequence);
+    }
+    await insertEvents(client, sql, events);
+    await upsertSnapshots(client, sql, [...snapshots.values()]);
+  }
+
+  for (const table of ["value_state", "crdt_state"] as const) {
+    const indices = order.filter((i) => {
+      const write = writes[i]!;
+      return write.kind === "value" && write.table === table;
+    });
+    if (indices.length === 0) continue;
+    const valueWrites = indices.map((i) => (writes[i] as { write: ValueWrite }).write);
+    const stored = await lockVersions(client, sql, table, valueWrites);
+    const versions = new Map(stored);
+    // The state each entity ends the batch with, and the version it had when locked.
+    const finals = new Map<string, { write: ValueWrite; from: number; version: number }>();
+    indices.forEach((i, n) => {
+      const write = valueWrites[n]!;
+      const key = keyOf(write.persistenceId, write.entityId);
+      const version = versions.get(key) ?? 0;
+      if (version !== write.expectedVersion) {
+        outcomes[i] = new VersionConflictError(write.persistenceId, write.entityId, write.expectedVersion, version);
+        return;
+      }
+      versions.set(key, version + 1);
+      finals.set(key, { write, from: finals.get(key)?.from ?? version, version: version + 1 });
+    });
+    const updates: unknown[][] = [];
+    const inserts: unknown[][] = [];
+    for (const [key, { write, from, version }] of finals) {
+      const value = valueColumns(write.value);
+      if (stored.has(key)) updates.push([write.persistenceId, write.entityId, from, version, ...value]);
+      else inserts.push([write.persistenceId, write.entityId, version, ...value]);
+    }
+    // The rows are locked, so each update finds its row at the version read; anything else is a bug
+    // or a schema change under our feet, and the one-by-one path sorts it out.
+    const updated = await runRows(
+      client,
+      updates,
+      (values) =>
+        `UPDATE ${sql.table(table)} AS t SET version = v.version, type_url = v.type_url, payload = v.payload, written_at = now()` +
+        ` FROM (VALUES ${values}) AS v (persistence_id, entity_id, expected, version, type_url, payload)` +
+        " WHERE t.persistence_id = v.persistence_id AND t.entity_id = v.entity_id AND t.version = v.expected",
+      ["::text", "::text", "::bigint", "::bigint", "::text", "::bytea"],
+    );
+    if (updated !== updates.length) throw new RowRace(`${table}: updated ${updated} of ${updates.length} locked rows`);
+    // A row another process inserted since the check fails this with a unique violation.
+    await runRows(
+      client,
+      inserts,
+      (values) => `INSERT INTO ${sql.table(table)} (persistence_id, entity_id, version, type_url, payload) VALUES ${values}`,
+    );
+  }
+
+  await client.query("COMMIT");
+  return outcomes;
+}
+
+async function writeOneByOne(client: pg.ClientBase, sql: BatchSql, writes: readonly BatchWrite[], order: number[]): Promise<WriteOutcome[]> {
+  const outcomes: WriteOutcome[] = new Array<WriteOutcome>(writes.length).fill(undefined);
+  await client.query("BEGIN");
+  for (const i of order) {
+    const write = writes[i]!;
+    await client.query("SAVEPOINT write");
+    try {
+      outcomes[i] = write.kind === "append" ? await appendOne(client, sql, write.append) : await writeValueOne(client, sql, write);
+      await client.query("RELEASE SAVEPOINT write");
+    } catch (error) {
+      if (!isRowError(error)) throw error;
+      await client.query("ROLLBACK TO SAVEPOINT write");
+      await client.query("RELEASE SAVEPOINT write");
+      outcomes[i] = isUniqueViolation(error) ? await conflictOf(client, sql, write) : refused(write, error);
+    }
+  }
+  await client.query("COMMIT");
+  return outcomes;
+}
+
+async function appendOne(client: pg.ClientBase, sql: BatchSql, append: JournalAppend): Promise<WriteOutcome> {
+  const { persistenceId, entityId, expectedSequence, snapshot } = append;
+  const head = (await readHeads(client, sql, [append])).get(keyOf(persistenceId, entityId)) ?? 0;
+  if (head !== expectedSequence) return new SequenceConflictError(persistenceId, entityId, expectedSequence, head);
+  const rows = eventRows(append);
+  await insertEvents(client, sql, rows);
+  if (snapshot) {
+    await upsertSnapshots(client, sql, [[persistenceId, entityId, head + rows.length, snapshot.typeUrl, buffer(snapshot.bytes)]]);
+  }
+  return undefined;
+}
+
+async function writeValueOne(client: pg.ClientBase, sql: BatchSql, { table, write }: { table: ValueTable; write: ValueWrite }): Promise<WriteOutcome> {
+  const { persistenceId, entityId, expectedVersion } = write;
+  const version = (await lockVersions(client, sql, table, [write])).get(keyOf(persistenceId, entityId)) ?? 0;
+  if (version !== expectedVersion) return new VersionConflictError(persistenceId, entityId, expectedVersion, version);
+  const value = valueColumns(write.value);
+  if (version === 0) {
+    await client.query(
+      `INSERT INTO ${sql.table(table)} (persistence_id, entity_id, version, type_url, payload) VALUES ($1, $2, $3, $4, $5)`,
+      [persistenceId, entityId, 1, ...value],
+    );
+  } else {
+    await client.query(
+      `UPDATE ${sql.table(table)} SET version = $3, type_url = $4, payload = $5, written_at = now()` +
+        " WHERE persistence_id = $1 AND entity_id = $2",
+      [persistenceId, entityId, version + 1, ...value],
+    );
+  }
+  return undefined;
+}
+
+// After a unique violation: another transaction committed first, so the head or version now
+// read is the one the write lost against.
+async function conflictOf(client: pg.ClientBase, sql: BatchSql, write: BatchWrite): Promise<WriteOutcome> {
+  if (write.kind === "append") {
+    const { persistenceId, entityId, expectedSequence } = write.append;
+    const head = (await readHeads(client, sql, [write.append])).get(keyOf(persistenceId, entityId)) ?? 0;
+    return new SequenceConflictError(persistenceId, entityId, expectedSequence, head);
+  }
+  const { persistenceId, entityId, expectedVersion } = write.write;
+  const version = (await lockVersions(client, sql, write.table, [write.write])).get(keyOf(persistenceId, entityId)) ?? 0;
+  return new VersionConflictError(persistenceId, entityId, expectedVersion, version);
+}
+
+// A row PostgreSQL refuses for what it holds (too large, …): only that write fails.
+function refused(write: BatchWrite, error: unknown): RangeError {
+  const { persistenceId, entityId } = write.kind === "append" ? write.append : write.write;
+  const what = write.kind === "append" ? "journal append" : "value write";
+  return new RangeError(`${what} for ${persistenceId}/${entityId} refused by PostgreSQL: ${(error as Error).message}`, {
+    cause: error,
+  });
+}
+
+/** The highest sequence of each entity appended to (absent: no journal). */
+async function readHeads(client: pg.ClientBase, sql: BatchSql, appends: readonly JournalAppend[]): Promise<Map<string, number>> {
+  const [persistenceIds, entityIds] = distinctKeys(appends);
+  const result = await client.query<{ persistence_id: string; entity_id: string; head: string | null }>(
+    "SELECT k.persistence_id, k.entity_id," +
+      ` (SELECT max(j.sequence) FROM ${sql.journal} AS j WHERE j.persistence_id = k.persistence_id AND j.entity_id = k.entity_id) AS head` +
+      " FROM unnest($1::text[], $2::text[]) AS k (persistence_id, entity_id)",
+    [persistenceIds, entityIds],
+  );
+  const heads = new Map<string, number>();
+  for (const row of result.rows) if (row.head !== null) heads.set(keyOf(row.persistence_id, row.entity_id), Number(row.head));
+  return heads;
+}
+
+/** Locks the existing rows of these entities until the transaction ends; returns their versions. */
+async function lockVersions(client: pg.ClientBase, sql: BatchSql, table: ValueTable, writes: readonly ValueWrite[]): Promise<Map<string, number>> {
+  const [persistenceIds, entityIds] = distinctKeys(writes);
+  // Locked in key order (the lock is taken as rows leave the sort), like every other batch does.
+  const result = await client.query<{ persistence_id: string; entity_id: string; version: string }>(
+    `SELECT t.persistence_id, t.entity_id, t.version FROM ${sql.table(table)} AS t` +
+      " JOIN unnest($1::text[], $2::text[]) AS k (persistence_id, entity_id)" +
+      " ON t.persistence_id = k.persistence_id AND t.entity_id = k.entity_id" +
+      " ORDER BY t.persistence_id, t.entity_id FOR UPDATE OF t",
+    [persistenceIds, entityIds],
+  );
+  return new Map(result.rows.map((row) => [keyOf(row.persistence_id, row.entity_id), Number(row.version)]));
+}
+
+function insertEvents(client: pg.ClientBase, sql: BatchSql, rows: unknown[][]): Promise<number> {
+  return runRows(
+    client,
+    rows,
+    (values) => `INSERT INTO ${sql.journal} (persistence_id, entity_id, sequence, type_url, payload) VALUES ${values}`,
+  );
+}
+
+function upsertSnapshots(client: pg.ClientBase, sql: BatchSql, rows: unknown[][]): Promise<number> {
+  // The guard keeps a snapshot from ever replacing a later one.
+  return runRows(
+    client,
+    rows,
+    (values) =>
+      `INSERT INTO ${sql.snapshots} AS s (persistence_id, entity_id, sequence, type_url, payload) VALUES ${values}` +
+      " ON CONFLICT (persistence_id, entity_id) DO UPDATE SET" +
+      " sequence = excluded.sequence, type_url = excluded.type_url, payload = excluded.payload, written_at = excluded.written_at" +
+      " WHERE s.sequence < excluded.sequence",
+  );
+}
+
+/** Runs `statement` with a VALUES list of `rows` (split to fit the parameter limit); returns the row count. */
+async function runRows(
+  client: pg.ClientBase,
+  rows: readonly unknown[][],
+  statement: (values: string) => string,
+  casts: readonly string[] = [],
+): Promise<number> {
+  if (rows.length === 0) return 0;
+  const width = rows[0]!.length;
+  const perStatement = Math.floor(MAX_PARAMETERS / width);
+  let count = 0;
+  for (let start = 0; start < rows.length; start += perStatement) {
+    const chunk = rows.slice(start, start + perStatement);
+    const values = chunk
+      .map((_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}${casts[c] ?? ""}`).join(", ")})`)
+      .join(", ");
+    const result = await client.query(statement(values), chunk.flat());
+    count += result.rowCount ?? 0;
+  }
+  return count;
+}
+
+function eventRows({ persistenceId, entityId, expectedSequence, events }: JournalAppend): unknown[][] {
+  return events.map((event, i) => [persistenceId, entityId, expectedSequence + i + 1, event.typeUrl, buffer(event.bytes)]);
+}
+
+function valueColumns(value: StoredPayload | undefined): [string | null, Buffer | null] {
+  return value ? [value.typeUrl, buffer(value.bytes)] : [null, null];
+}
+
+// pg sends a Buffer as a binary parameter, byte for byte; this one shares the caller's memory.
+function buffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+// Ids cannot contain NUL (checkAppend, checkValueWrite), so NUL separates them unambiguously.
+function keyOf(persistenceId: string, entityId: string): string {
+  return `${persistenceId}\0${entityId}`;
+}
+
+function distinctKeys(writes: readonly { persistenceId: string; entityId: string }[]): [string[], string[]] {
+  const seen = new Set<string>();
+  const persistenceIds: string[] = [];
+  const entityIds: string[] = [];
+  for (const { persistenceId, entityId } of writes) {
+    const key = keyOf(persistenceId, entityId);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    persistenceIds.push(persistenceId);
+    entityIds.push(entityId);
+  }
+  return [persistenceIds, entityIds];
+}
+
+// The journal first, then the value tables; within one, by key; one entity's writes stay in call
+// order (the sort is stable), which is the order they apply in.
+function writeOrder(writes: readonly BatchWrite[]): number[] {
+  const rank = (w: BatchWrite) => (w.kind === "append" ? 0 : w.table === "value_state" ? 1 : 2);
+  const target = (w: BatchWrite) => (w.kind === "append" ? w.append : w.write);
+  return writes
+    .map((_, i) => i)
+    .sort((a, b) => {
+      const wa = writes[a]!;
+      const wb = writes[b]!;
+      const ta = target(wa);
+      const tb = target(wb);
+      return rank(wa) - rank(wb) || compare(ta.persistenceId, tb.persistenceId) || compare(ta.entityId, tb.entityId);
+    });
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The locked rows were not as read: retry one by one. */
+class RowRace extends Error {
+  override readonly name = "RowRace";
+}
+
+// Only errors the server sent carry a SQLSTATE; Node's own (EPIPE, …) have codes of their own.
+function sqlState(error: unknown): string | undefined {
+  return error instanceof pg.DatabaseError ? error.code : undefined;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return sqlState(error) === "23505";
+}
+
+// Errors about one row's content or keys (class 22 data exception, 23 integrity constraint,
+// 54 program limit exceeded): retried one write at a time, they fail only the write concerned.
+function isRowError(error: unknown): boolean {
+  const state = sqlState(error);
+  return state !== undefined && /^(22|23|54)/.test(state);
+}
+
+// Deadlock or serialization failure: nothing is wrong with the writes; running again succeeds.
+function isTransient(error: unknown): boolean {
+  const state = sqlState(error);
+  return state === "40P01" || state === "40001";
+}
