@@ -10,6 +10,7 @@ import { startUserFunction, type UserFunctionUnderTest } from "./user-function.j
 const EVENT_SOURCED = "cloudstate.eventsourced.EventSourced";
 const VALUE_ENTITY = "cloudstate.valueentity.ValueEntity";
 const ACTION = "cloudstate.action.ActionProtocol";
+const CRDT = "cloudstate.crdt.Crdt";
 
 /** service → [entity type, persistence id, passivation timeout (ms) or undefined] */
 const EXPECTED: Record<string, [string, string | undefined, number | undefined]> = {
@@ -19,6 +20,9 @@ const EXPECTED: Record<string, [string, string | undefined, number | undefined]>
   "cloudstate.tck.model.valueentity.ValueEntityTckModel": [VALUE_ENTITY, "value-entity-tck-model", undefined],
   "cloudstate.tck.model.valueentity.ValueEntityTwo": [VALUE_ENTITY, "value-entity-tck-model-2", undefined],
   "cloudstate.tck.model.valueentity.ValueEntityConfigured": [VALUE_ENTITY, "value-entity-configured", 100],
+  "cloudstate.tck.model.crdt.CrdtTckModel": [CRDT, "crdt-tck-model", undefined],
+  "cloudstate.tck.model.crdt.CrdtTwo": [CRDT, "crdt-tck-model-2", undefined],
+  "cloudstate.tck.model.crdt.CrdtConfigured": [CRDT, "crdt-configured", 100],
   // Actions store nothing: their persistence id is not checked.
   "cloudstate.tck.model.action.ActionTckModel": [ACTION, undefined, undefined],
   "cloudstate.tck.model.action.ActionTwo": [ACTION, undefined, undefined],
