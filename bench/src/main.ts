@@ -1,10 +1,10 @@
 // The benchmark: AddItem under a closed-loop load, against the bare-gRPC floor and through the
-// proxy (SQLite and memory stores). Servers run as child processes on free loopback ports; the
+// proxy (SQLite, memory and PostgreSQL stores). Servers run as child processes on free loopback ports; the
 // load generator runs here. Prints ONE JSON document to stdout; progress goes to stderr.
 //
 //   npm run bench -- --scenario all --duration 10
 //
-// Options: --scenario floor|proxy-sqlite|proxy-memory|all, --concurrency N, --keys N,
+// Options: --scenario floor|proxy-sqlite|proxy-memory|proxy-postgres|all, --concurrency N, --keys N,
 // --duration S, --warmup S, --channels N, --threads N, --uf sdk|raw, --durability fsync|relaxed,
 // --key-order round-robin|random, --repeat N, --proxy-node-args=A, --profile DIR, --json-out FILE,
 // --verbose (see USAGE below).
@@ -14,8 +14,11 @@ import * as http from "node:http";
 import * as net from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { startTestPostgres } from "../../packages/proxy/src/store/postgres/test-server.js";
+import type * as PgTypes from "pg";
 import { runLoad, type LoadResult } from "./load.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -27,12 +30,14 @@ const HOST = "127.0.0.1";
 // `npm run bench` runs in bench/; relative paths given on the command line are the caller's.
 const INVOKED_FROM = process.env.INIT_CWD ?? process.cwd();
 
-const SCENARIOS = ["floor", "proxy-sqlite", "proxy-memory"] as const;
+const SCENARIOS = ["floor", "proxy-sqlite", "proxy-memory", "proxy-postgres"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type UfKind = "sdk" | "raw";
 
 const USAGE = `usage: npm run bench -- [options]
-  --scenario floor|proxy-sqlite|proxy-memory|all   (default all; a comma-separated list also works)
+  --scenario floor|proxy-sqlite|proxy-memory|proxy-postgres|all
+                       (default all; a comma-separated list also works; proxy-postgres starts a
+                       throwaway PostgreSQL server from the installed binaries)
   --concurrency N      callers, one request in flight each (default 64)
   --keys N             distinct carts (default 1000)
   --duration S         measured seconds (default 10)
@@ -42,7 +47,7 @@ const USAGE = `usage: npm run bench -- [options]
   --key-order O        round-robin | random (default round-robin)
   --uf sdk|raw         user function: our SDK's shopping cart or the raw-protocol one
                        (default sdk when it starts and passes discovery, else raw)
-  --durability D       fsync | relaxed, for proxy-sqlite (default fsync)
+  --durability D       fsync | relaxed, for proxy-sqlite and proxy-postgres (default fsync)
   --proxy-node-args=A  extra node flags for the proxy process, space-separated
                        (e.g. --proxy-node-args=--max-semi-space-size=64; note the "=")
   --profile DIR        run the proxy and the user function with --cpu-prof into DIR/<scenario>-*/
@@ -75,6 +80,8 @@ interface ScenarioResult extends Measured {
   /** Which user function served a proxy scenario. */
   uf?: UfKind;
   store?: string;
+  /** proxy-postgres: what PostgreSQL counted over the load (pg_stat_database), see postgresStats(). */
+  postgres?: PostgresLoadStats;
 }
 
 function parseParams(argv: string[]): Params {
@@ -109,7 +116,7 @@ function parseParams(argv: string[]): Params {
   for (const s of values.scenario.split(",").map((x) => x.trim())) {
     if (s === "all") scenarios.push(...SCENARIOS);
     else if ((SCENARIOS as readonly string[]).includes(s)) scenarios.push(s as Scenario);
-    else usage(`unknown --scenario "${s}": expected floor, proxy-sqlite, proxy-memory or all`);
+    else usage(`unknown --scenario "${s}": expected floor, proxy-sqlite, proxy-memory, proxy-postgres or all`);
   }
   const uf = values.uf ?? "auto";
   if (uf !== "sdk" && uf !== "raw" && uf !== "auto") usage(`unknown --uf "${uf}": expected sdk or raw`);
@@ -461,10 +468,14 @@ async function stopAll(children: Child[]): Promise<void> {
 
 let chosenUf: UfKind | undefined;
 
-async function runProxy(p: Params, scenario: "proxy-sqlite" | "proxy-memory"): Promise<ScenarioResult> {
+async function runProxy(p: Params, scenario: "proxy-sqlite" | "proxy-memory" | "proxy-postgres"): Promise<ScenarioResult> {
   const dir = mkdtempSync(join(tmpdir(), "cloudstate-bench-"));
   tempDirs.add(dir);
-  const store = scenario === "proxy-sqlite" ? `sqlite:${join(dir, "bench.db")}` : "memory";
+  // proxy-postgres: a throwaway server (initdb in a temp dir, fsync on), destroyed after the run.
+  const postgres = scenario === "proxy-postgres" ? await startTestPostgres() : undefined;
+  const store = postgres ? postgres.url : scenario === "proxy-sqlite" ? `sqlite:${join(dir, "bench.db")}` : "memory";
+  // What logs and the report may say about the store: never the password.
+  const storeLabel = postgres ? `postgres://cloudstate@${HOST}:${postgres.port}/postgres` : store;
   try {
     let pair: { port: number; children: Child[] };
     let uf: UfKind = chosenUf ?? (p.uf === "auto" ? (existsSync(SDK_UF) ? "sdk" : "raw") : p.uf);
@@ -477,17 +488,82 @@ async function runProxy(p: Params, scenario: "proxy-sqlite" | "proxy-memory"): P
       pair = await startProxyPair(p, scenario, uf, store);
     }
     chosenUf = uf;
-    progress(`${scenario}: proxy on ${HOST}:${pair.port}, user function ${uf}, store ${store}${scenario === "proxy-sqlite" ? ` (${p.durability})` : ""}; loading`);
+    const durable = scenario !== "proxy-memory";
+    progress(`${scenario}: proxy on ${HOST}:${pair.port}, user function ${uf}, store ${storeLabel}${durable ? ` (${p.durability})` : ""}; loading`);
+    const label = scenario === "proxy-sqlite" ? `sqlite (${p.durability})` : postgres ? `postgres (${p.durability}, local server)` : "memory";
+    let result: Measured;
+    const before = postgres ? await postgresCounters(postgres.url) : undefined;
     try {
-      const result = await runMeasured(p, pair.port, pair.children);
-      return { scenario, uf, store: scenario === "proxy-sqlite" ? `sqlite (${p.durability})` : "memory", ...result };
+      result = await runMeasured(p, pair.port, pair.children);
     } finally {
       await stopAll(pair.children);
     }
+    if (!postgres || !before) return { scenario, uf, store: label, ...result };
+    // The proxy's sessions have ended: their statistics reach pg_stat_* as each backend exits.
+    await sleep(1_000);
+    const stats = postgresStats(before, await postgresCounters(postgres.url), result.completed);
+    progress(`${scenario}: ${stats.commits} commits, ${stats.journalRows} journal rows, ${stats.entities} entities recovered: ≈ ${stats.meanBatchSize} writes per batch, ${stats.commitsPerRequest} commits per request`);
+    return { scenario, uf, store: label, ...result, postgres: stats };
   } finally {
+    await postgres?.destroy();
     rmSync(dir, { recursive: true, force: true });
     tempDirs.delete(dir);
   }
+}
+
+// ---- PostgreSQL statistics ----------------------------------------------------------------------
+// The store's own stats() (batches, writes) live in the proxy process; the bench reads what the
+// server counted instead. pg is the proxy package's dependency: load it from there.
+
+const pg = createRequire(join(ROOT, "packages/proxy/package.json"))("pg") as typeof PgTypes;
+
+interface PostgresCounters {
+  commits: number;
+  journalRows: number;
+  entities: number;
+}
+
+interface PostgresLoadStats extends PostgresCounters {
+  /** Estimated write transactions: commits − one read per recovered entity − the bench's own session. */
+  writeBatches: number;
+  /** journalRows / writeBatches: the mean group-commit batch (an estimate: other commits, e.g. autovacuum's, count too). */
+  meanBatchSize: number;
+  /** commits / completed requests (warm-up included). */
+  commitsPerRequest: number;
+}
+
+/** xact_commit of the database, rows inserted into the journal, and distinct journaled entities. */
+async function postgresCounters(url: string): Promise<PostgresCounters> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  client.on("error", () => undefined);
+  await client.connect();
+  try {
+    // One statement, so the bench's session adds exactly one commit to the next reading.
+    const { rows } = await client.query<{ commits: string; ins: string; entities: string }>(
+      "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS commits," +
+        " (SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE relname = 'journal') AS ins," +
+        " (SELECT count(DISTINCT entity_id) FROM journal) AS entities",
+    );
+    const r = rows[0]!;
+    return { commits: Number(r.commits), journalRows: Number(r.ins), entities: Number(r.entities) };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function postgresStats(before: PostgresCounters, after: PostgresCounters, requests: number): PostgresLoadStats {
+  const commits = after.commits - before.commits;
+  const journalRows = after.journalRows - before.journalRows;
+  const entities = after.entities - before.entities;
+  const writeBatches = Math.max(1, commits - entities - 1);
+  return {
+    commits,
+    journalRows,
+    entities,
+    writeBatches,
+    meanBatchSize: round2(journalRows / writeBatches),
+    commitsPerRequest: requests > 0 ? Math.round((commits / requests) * 1000) / 1000 : 0,
+  };
 }
 
 // ---- report -------------------------------------------------------------------------------------
@@ -496,6 +572,11 @@ const BAR = {
   text: "AddItem through the proxy on the fsync-safe SQLite store, 64 concurrent callers over 1,000 carts: at least 60% of the bare-gRPC floor's throughput measured in the same run, p99 under 50 ms, zero errors",
   minThroughputRatio: 0.6,
   maxP99Ms: 50,
+};
+
+const POSTGRES_BAR = {
+  text: "on PostgreSQL (local server, default durability) AddItem with 64 concurrent callers over 1,000 carts reaches at least 70% of the SQLite store's throughput in the same run",
+  minThroughputRatio: 0.7,
 };
 
 const ratio = (a: ScenarioResult | undefined, b: ScenarioResult | undefined): number | null =>
@@ -508,7 +589,11 @@ function report(p: Params, results: ScenarioResult[], busyBeforeStartPercent: nu
   const ratios = {
     proxySqliteVsFloor: ratio(sqlite, floor),
     proxyMemoryVsFloor: ratio(by("proxy-memory"), floor),
+    proxyPostgresVsFloor: ratio(by("proxy-postgres"), floor),
+    proxyPostgresVsSqlite: ratio(by("proxy-postgres"), sqlite),
   };
+  const postgres = by("proxy-postgres");
+  const postgresBarApplies = postgres !== undefined && sqlite !== undefined && p.durability === "fsync";
   const cpu = cpus();
   const barApplies = floor !== undefined && sqlite !== undefined && p.durability === "fsync";
   return {
@@ -547,6 +632,20 @@ function report(p: Params, results: ScenarioResult[], busyBeforeStartPercent: nu
             ratios.proxySqliteVsFloor >= BAR.minThroughputRatio &&
             sqlite.p99Ms < BAR.maxP99Ms &&
             (sqlite.repeats?.errors ?? sqlite.errors) === 0 &&
+            p.concurrency === 64 &&
+            p.keys === 1000 &&
+            p.proxyNodeArgs.length === 0 &&
+            p.profileDir === undefined,
+        }
+      : null,
+    postgresBar: postgresBarApplies
+      ? {
+          text: POSTGRES_BAR.text,
+          ratio: ratios.proxyPostgresVsSqlite,
+          zeroErrors: (postgres.repeats?.errors ?? postgres.errors) === 0,
+          met:
+            ratios.proxyPostgresVsSqlite !== null &&
+            ratios.proxyPostgresVsSqlite >= POSTGRES_BAR.minThroughputRatio &&
             p.concurrency === 64 &&
             p.keys === 1000 &&
             p.proxyNodeArgs.length === 0 &&

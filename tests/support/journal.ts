@@ -31,23 +31,26 @@ export function readJournal(path: string, persistenceId = CART_PERSISTENCE_ID): 
       .all(persistenceId);
     const out = new Map<string, JournalRow[]>();
     for (const r of rows) {
-      let row: JournalRow;
-      if (r.type_url.endsWith("/com.example.shoppingcart.domain.ItemAdded")) {
-        const e = fromBinary(ItemAddedSchema, r.payload);
-        row = { sequence: r.sequence, kind: "added", productId: e.item?.productId ?? "", quantity: e.item?.quantity ?? 0 };
-      } else if (r.type_url.endsWith("/com.example.shoppingcart.domain.ItemRemoved")) {
-        row = { sequence: r.sequence, kind: "removed", productId: fromBinary(ItemRemovedSchema, r.payload).productId, quantity: 0 };
-      } else {
-        throw new Error(`unexpected event type ${r.type_url} in ${r.entity_id}`);
-      }
       const list = out.get(r.entity_id) ?? [];
-      list.push(row);
+      list.push(decodeJournalRow(r.entity_id, r.sequence, r.type_url, r.payload));
       out.set(r.entity_id, list);
     }
     return out;
   } finally {
     db.close();
   }
+}
+
+/** Decodes one journal row of the shopping cart (ItemAdded or ItemRemoved); throws on any other type. */
+export function decodeJournalRow(entityId: string, sequence: number, typeUrl: string, payload: Uint8Array): JournalRow {
+  if (typeUrl.endsWith("/com.example.shoppingcart.domain.ItemAdded")) {
+    const e = fromBinary(ItemAddedSchema, payload);
+    return { sequence, kind: "added", productId: e.item?.productId ?? "", quantity: e.item?.quantity ?? 0 };
+  }
+  if (typeUrl.endsWith("/com.example.shoppingcart.domain.ItemRemoved")) {
+    return { sequence, kind: "removed", productId: fromBinary(ItemRemovedSchema, payload).productId, quantity: 0 };
+  }
+  throw new Error(`unexpected event type ${typeUrl} in ${entityId}`);
 }
 
 /** The stored snapshot of each entity (the SQLite store keeps only the latest). */

@@ -173,8 +173,10 @@ async function waitUntilReady(proc: TrackedProcess, name: string, ready: () => P
 export interface ProxyProcessOptions {
   /** The user function's port on 127.0.0.1. */
   readonly ufPort: number;
-  /** The SQLite file (`--store sqlite:PATH`). */
-  readonly storePath: string;
+  /** The SQLite file (`--store sqlite:PATH`). Give this or `store`. */
+  readonly storePath?: string;
+  /** Any store spec (`--store SPEC`), e.g. `postgres://user:pass@127.0.0.1:5432/db`; wins over storePath. */
+  readonly store?: string;
   /** The proxy's port; a free one by default. */
   readonly port?: number;
   /** More `cloudstate proxy` flags, e.g. ["--shutdown-grace", "2000"]. `--log-level warn` unless given. */
@@ -186,6 +188,7 @@ export interface ProxyProcessOptions {
 export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<TrackedProcess> {
   const port = options.port ?? (await freePort());
   const extra = options.extraArgs ?? [];
+  if (options.store === undefined && options.storePath === undefined) throw new Error("spawnProxyProcess: give store or storePath");
   const args = [
     CLI,
     "proxy",
@@ -196,7 +199,7 @@ export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<T
     "--user-function",
     `127.0.0.1:${options.ufPort}`,
     "--store",
-    `sqlite:${options.storePath}`,
+    options.store ?? `sqlite:${options.storePath}`,
     ...(extra.includes("--log-level") ? [] : ["--log-level", "warn"]),
     ...extra,
   ];
