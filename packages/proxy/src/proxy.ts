@@ -167,13 +167,17 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
           health.stop();
           const deadline = Date.now() + config.shutdownGraceMs;
           const notApplied = new ProxyError(Code.UNAVAILABLE, "the proxy is shutting down; the command was not applied, retry it");
-          await ingress.close(config.shutdownGraceMs, () => {
+          const closing = ingress.close(config.shutdownGraceMs, () => {
             for (const h of handlers.values()) h.abort(notApplied);
           });
-          await withTimeout(
+          // The hosts drain alongside the ingress (which no longer accepts calls): entities finish
+          // what they hold, and open streamed calls end now instead of holding the ingress open.
+          const draining = withTimeout(
             Promise.all([...handlers.values()].map((h) => h.shutdown())),
             Math.max(0, deadline - Date.now()),
           );
+          await closing;
+          await draining;
           await activeStore.close();
           connection.close();
         })()),

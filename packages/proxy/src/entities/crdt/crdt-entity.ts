@@ -220,14 +220,14 @@ export class CrdtEntity implements HostedEntity {
   shutdown(): Promise<void> {
     if (this.phase === "closed") return Promise.resolve();
     this.stopping = true;
+    // Register first: ending the last open call may close the entity at once.
+    const closed = new Promise<void>((resolve) => this.shutdownWaiters.push(resolve));
     const ending = new ProxyError(Code.UNAVAILABLE, "the proxy is shutting down");
     for (const call of [...this.calls.values()]) {
       if (call.state === "streaming" || call.state === "cancelling") this.endCall(call, ending);
     }
-    return new Promise((resolve) => {
-      this.shutdownWaiters.push(resolve);
-      this.checkIdle();
-    });
+    this.checkIdle();
+    return closed;
   }
 
   /** Fails every waiting command (the shutdown grace period is over); pending writes still finish. */
