@@ -448,6 +448,9 @@ async function startProxyPair(
         p.durability,
         "--log-level",
         "warn",
+        // Metrics on (as in production), on a free port rather than 9090.
+        "--metrics-port",
+        "0",
       ],
       {},
       p.verbose,

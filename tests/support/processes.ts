@@ -201,6 +201,8 @@ export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<T
     "--store",
     options.store ?? `sqlite:${options.storePath}`,
     ...(extra.includes("--log-level") ? [] : ["--log-level", "warn"]),
+    // Not the default 9090: test files run side by side.
+    ...(extra.includes("--metrics-port") ? [] : ["--metrics-port", "0"]),
     ...extra,
   ];
   return spawnNode(args, { port });

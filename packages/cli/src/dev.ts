@@ -17,7 +17,7 @@ export async function runDev(dir: string, flags: ProxyFlags): Promise<void> {
     config = resolveConfig(
       { ...configInput(flags), userFunctionHost: "127.0.0.1", userFunctionPort: ufPort },
       process.env,
-      { host: "127.0.0.1", dataDir: join(root, ".data"), logLevel: "warn" },
+      { host: "127.0.0.1", dataDir: join(root, ".data"), logLevel: "warn", console: true },
     );
   } catch (e) {
     fail((e as Error).message);

@@ -14,6 +14,10 @@ export interface ProxyFlags {
   protocolVersionCheck?: boolean;
   logLevel?: string;
   userFunction?: string;
+  corsOrigins?: string;
+  metricsPort?: string;
+  console?: string;
+  consoleToken?: string;
 }
 
 export function configInput(flags: ProxyFlags): ProxyConfigInput {
@@ -30,6 +34,10 @@ export function configInput(flags: ProxyFlags): ProxyConfigInput {
     // commander sets this to true unless --no-protocol-version-check is given; only the flag overrides env.
     checkProtocolVersion: flags.protocolVersionCheck === false ? false : undefined,
     logLevel: flags.logLevel,
+    corsOrigins: flags.corsOrigins,
+    metricsPort: flags.metricsPort,
+    console: flags.console,
+    consoleToken: flags.consoleToken,
   };
   if (flags.userFunction !== undefined) {
     const m = /^(.*):(\d+)$/.exec(flags.userFunction);

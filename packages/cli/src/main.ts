@@ -21,7 +21,11 @@ function proxyFlags(cmd: Command): Command {
     .addOption(new Option("--max-message-size <bytes>", "largest request or reply [env MAX_MESSAGE_BYTES, default 4194304]"))
     .addOption(new Option("--shutdown-grace <ms>", "time to finish in-flight work on SIGTERM [env SHUTDOWN_GRACE_MS, default 10000]"))
     .addOption(new Option("--no-protocol-version-check", "accept user functions that do not declare protocol 0.2"))
-    .addOption(new Option("--log-level <level>", "fatal | error | warn | info | debug | trace | silent [env LOG_LEVEL, default info]"));
+    .addOption(new Option("--log-level <level>", "fatal | error | warn | info | debug | trace | silent [env LOG_LEVEL, default info]"))
+    .addOption(new Option("--cors-origins <list>", "comma-separated origins browsers may call from (gRPC-web, Connect, HTTP/JSON); * for any [env CORS_ORIGINS, default none]"))
+    .addOption(new Option("--metrics-port <port>", "port of GET /metrics (Prometheus) on the ingress's host; 0 = a free port, off (or -1) = none [env METRICS_PORT, default 9090]"))
+    .addOption(new Option("--console <mode>", "on | off: the web console under /console [env CLOUDSTATE_CONSOLE, default off; dev: on]"))
+    .addOption(new Option("--console-token <token>", "bearer token the console's API requires [env CLOUDSTATE_CONSOLE_TOKEN]"));
 }
 
 proxyFlags(

@@ -42,3 +42,13 @@ test("bad values are refused with the setting's flag and environment names", () 
     assert.throws(() => resolveConfig({}, env), (e: unknown) => e instanceof ConfigError && pattern.test(e.message), JSON.stringify(env));
   }
 });
+
+test("metrics port: 9090 by default, from METRICS_PORT or the flag, off as -1", () => {
+  assert.equal(resolveConfig({}, {}).metricsPort, 9090);
+  assert.equal(resolveConfig({}, { METRICS_PORT: "9464" }).metricsPort, 9464);
+  assert.equal(resolveConfig({ metricsPort: "0" }, { METRICS_PORT: "9464" }).metricsPort, 0);
+  assert.equal(resolveConfig({ metricsPort: "off" }, {}).metricsPort, -1);
+  assert.equal(resolveConfig({}, { METRICS_PORT: "-1" }).metricsPort, -1);
+  assert.throws(() => resolveConfig({ metricsPort: "70000" }, {}), /metricsPort \/ METRICS_PORT/);
+  assert.throws(() => resolveConfig({ metricsPort: "nope" }, {}), /metricsPort \/ METRICS_PORT/);
+});

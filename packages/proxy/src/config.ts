@@ -5,6 +5,16 @@ import { parseStoreSpec } from "./store/open-store.js";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+/** A port, `0` for a free one, or `off` / `-1` for none (parsed to -1). */
+const portOrOff = z.preprocess(
+  (v) => (typeof v === "string" && /^(off|-1)$/i.test(v.trim()) ? -1 : v),
+  z.coerce.number({ error: "expected a port, 0 for a free one, or off" }).int().min(-1).max(65535),
+);
+/** on | off (also true/false, 1/0, yes/no) from a flag or the environment, or a boolean. */
+const onOff = z.preprocess(
+  (v) => (typeof v === "string" ? (/^(on|true|1|yes)$/i.test(v) ? true : /^(off|false|0|no)$/i.test(v) ? false : v) : v),
+  z.boolean({ error: "expected on or off" }),
+);
 
 export const proxyConfigSchema = z.object({
   /** Interface the ingress binds to. */
@@ -30,7 +40,31 @@ export const proxyConfigSchema = z.object({
   shutdownGraceMs: positiveInt.default(10_000),
   checkProtocolVersion: z.boolean().default(true),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Origins browsers may call from (CORS), comma-separated or a list; `*` for any; empty: no CORS. */
+  corsOrigins: z
+    .union([z.string(), z.array(z.string())])
+    .default([])
+    .transform((v) => (typeof v === "string" ? v.split(",") : v).map((o) => o.trim()).filter((o) => o !== "")),
+  /** Port of GET /metrics (Prometheus), on the ingress's interface; -1 (`off`) serves none. */
+  metricsPort: portOrOff.default(9090),
+  /** The web console under /console (on | off; dev mode turns it on). */
+  console: onOff.default(false),
+  /** When set, every /console/api request needs `Authorization: Bearer <token>`. */
+  consoleToken: z.string().min(1).optional(),
+}).superRefine((c, ctx) => {
+  if (c.console && c.consoleToken === undefined && !isLoopbackHost(c.host)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["console"],
+      message: `the web console is on without a token while the ingress binds to ${c.host}: set a token with --console-token / CLOUDSTATE_CONSOLE_TOKEN, bind to loopback (--host 127.0.0.1), or turn the console off (--console off)`,
+    });
+  }
 });
+
+/** Loopback interfaces: a console without a token is only allowed on these. */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
 
 export type ProxyConfig = z.infer<typeof proxyConfigSchema>;
 export type ProxyConfigInput = z.input<typeof proxyConfigSchema>;
@@ -50,6 +84,10 @@ export const configEnv: Record<keyof ProxyConfig, string> = {
   shutdownGraceMs: "SHUTDOWN_GRACE_MS",
   checkProtocolVersion: "CLOUDSTATE_CHECK_PROTOCOL_VERSION",
   logLevel: "LOG_LEVEL",
+  corsOrigins: "CORS_ORIGINS",
+  metricsPort: "METRICS_PORT",
+  console: "CLOUDSTATE_CONSOLE",
+  consoleToken: "CLOUDSTATE_CONSOLE_TOKEN",
 };
 
 export class ConfigError extends Error {

@@ -18,11 +18,16 @@ import { addUserServices } from "./ingress/grpc-services.js";
 import { addGrpcTooling } from "./ingress/grpc-tooling.js";
 import { Ingress } from "./ingress/ingress.js";
 import { HttpHandler } from "./ingress/http/http-handler.js";
+import { BrowserHandler } from "./ingress/grpc-web/grpc-web-handler.js";
 import { buildRoutes, type RouteTable } from "./ingress/http/routes.js";
 import { openStore } from "./store/open-store.js";
 import type { Store } from "./store/store.js";
 import { silentLogger, type Logger } from "./telemetry/logger.js";
+import { ProxyMetrics } from "./telemetry/metrics.js";
+import { startMetricsServer } from "./telemetry/metrics-server.js";
 import { UserFunctionConnection } from "./user-function/connection.js";
+import { AdminApi, CallStats, observeCalls } from "./console/admin-api.js";
+import { ConsoleHandler } from "./console/console-handler.js";
 
 export const PROXY_NAME = "cloudstate-ts-proxy";
 export const PROXY_VERSION = "0.1.0";
@@ -32,6 +37,8 @@ export const SUPPORTED_KINDS: readonly EntityKind[] = ["eventSourced", "value", 
 
 export interface RunningProxy {
   readonly port: number;
+  /** Where GET /metrics is served; undefined when metrics are off. */
+  readonly metricsPort: number | undefined;
   readonly model: UserFunctionModel;
   readonly store: Store;
   /** Human-readable lines: each service with its entity type and persistence id, and where to call it. */
@@ -90,6 +97,10 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
     // This process's replica of CRDT entities (a single node: it alone is live).
     const replica = singleNode(newNodeId());
     const handlers = new Map<string, EntityService>();
+    // Off (-1): no registry at all, and nothing recorded on the hot path.
+    const metrics = config.metricsPort < 0
+      ? undefined
+      : new ProxyMetrics({ handlers, kindOf: (name) => model.services.get(name)?.kind ?? "unknown", storeStats: () => activeStore.stats() });
     for (const service of model.services.values()) {
       handlers.set(service.name, hostFor(service));
     }
@@ -104,7 +115,10 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
         log: log.child({ component: service.kind, service: service.name }),
         release,
         reportError,
-        onRestart: () => log.debug({ service: service.name, entityId }, "entity restarted"),
+        onRestart: () => {
+          metrics?.entityRestarted(service.name);
+          log.debug({ service: service.name, entityId }, "entity restarted");
+        },
       });
       switch (service.kind) {
         case "action":
@@ -124,14 +138,24 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
             reportError,
             // Side effects of cancelled streamed calls; the dispatcher exists by the time any runs.
             runDetached: async (outcome, request) => void (await dispatcher.settle(outcome, request.service, request.method, {})),
-            onRestart: (entityId) => log.debug({ service: service.name, entityId }, "entity restarted"),
+            onRestart: (entityId) => {
+              metrics?.entityRestarted(service.name);
+              log.debug({ service: service.name, entityId }, "entity restarted");
+            },
           });
         default:
           // Discovery only lets SUPPORTED_KINDS through.
           throw new Error(`no host for ${service.kind} services`);
       }
     }
-    const dispatcher = new Dispatcher(model, handlers, reportError, log.child({ component: "effects" }));
+    const dispatcher = new Dispatcher(model, handlers, reportError, log.child({ component: "effects" }), metrics);
+    let consoleHandler: ConsoleHandler | undefined;
+    if (config.console) {
+      const stats = new CallStats();
+      observeCalls(dispatcher, stats);
+      const api = new AdminApi({ model, store: activeStore, dispatcher, handlers, stats });
+      consoleHandler = new ConsoleHandler({ api, token: config.consoleToken, maxBodyBytes: config.maxMessageBytes });
+    }
     let ready = false;
     const ingress = new Ingress({
       host: config.host,
@@ -139,27 +163,47 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       maxMessageBytes: config.maxMessageBytes,
       log: log.child({ component: "ingress" }),
       isReady: () => ready,
-      http: new HttpHandler({
-        routes,
+      console: consoleHandler,
+      // gRPC-web and Connect for browsers (with CORS), then HTTP/JSON transcoding.
+      http: new BrowserHandler({
+        services: model.services.values(),
         registry: model.registry,
         dispatcher,
         handlers,
         maxMessageBytes: config.maxMessageBytes,
-        log: log.child({ component: "http" }),
+        corsOrigins: config.corsOrigins,
+        log: log.child({ component: "grpc-web" }),
+        fallback: new HttpHandler({
+          routes,
+          registry: model.registry,
+          dispatcher,
+          handlers,
+          maxMessageBytes: config.maxMessageBytes,
+          log: log.child({ component: "http" }),
+        }),
       }),
     });
     addUserServices(ingress.grpcServer, model.services.values(), dispatcher, handlers, log.child({ component: "ingress" }));
     // gRPC server reflection and grpc.health.v1.Health (PROTOCOL.md §7).
     const health = addGrpcTooling(ingress.grpcServer, model, () => ready);
-    const port = await ingress.listen();
+    const metricsLog = log.child({ component: "metrics" });
+    const metricsServer = metrics && (await startMetricsServer(metrics, config.host, config.metricsPort, metricsLog));
+    let port: number;
+    try {
+      port = await ingress.listen();
+    } catch (e) {
+      await metricsServer?.close();
+      throw e;
+    }
     ready = true;
     let stopping: Promise<void> | undefined;
 
     const proxy: RunningProxy = {
       port,
+      metricsPort: metricsServer?.port,
       model,
       store: activeStore,
-      summary: () => summarize(model, config, port, activeStore.description, routes),
+      summary: () => summarize(model, config, port, activeStore.description, routes, metricsServer?.port),
       activeEntities: () => [...handlers.values()].reduce((n, h) => n + h.activeEntities(), 0),
       stop: () =>
         (stopping ??= (async () => {
@@ -179,10 +223,11 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
           await closing;
           await draining;
           await activeStore.close();
+          await metricsServer?.close();
           connection.close();
         })()),
     };
-    log.info({ port, store: activeStore.description, services: [...model.services.keys()] }, "proxy ready");
+    log.info({ port, metricsPort: metricsServer?.port, store: activeStore.description, services: [...model.services.keys()] }, "proxy ready");
     return proxy;
   } catch (e) {
     connection.close();
@@ -201,7 +246,14 @@ function withTimeout(work: Promise<unknown>, ms: number): Promise<void> {
   });
 }
 
-function summarize(model: UserFunctionModel, config: ProxyConfig, port: number, store: string, routes: RouteTable): string[] {
+function summarize(
+  model: UserFunctionModel,
+  config: ProxyConfig,
+  port: number,
+  store: string,
+  routes: RouteTable,
+  metricsPort: number | undefined,
+): string[] {
   const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const lines = [
     `cloudstate proxy ready on ${host}:${port} (gRPC), user function at ${config.userFunctionHost}:${config.userFunctionPort}, store ${store}`,
@@ -212,6 +264,8 @@ function summarize(model: UserFunctionModel, config: ProxyConfig, port: number, 
     for (const r of routes.routes) if (r.service === s && !r.isDefault) lines.push(`    http ${r.httpMethod} http://${host}:${port}${r.template.text}`);
   }
   lines.push(`  health: http://${host}:${port}/ready  http://${host}:${port}/alive`);
+  if (config.console) lines.push(`  console: http://${host}:${port}/console/${config.consoleToken === undefined ? "" : " (bearer token required)"}`);
+  if (metricsPort !== undefined) lines.push(`  metrics: http://${host}:${metricsPort}/metrics`);
   return lines;
 }
 

@@ -59,7 +59,7 @@ export async function startProxyUnderTest(options: { store?: string } = {}): Pro
 
   const uf: UserFunctionServer = await serve({ entities: modelEntities(probe), host: "127.0.0.1", port: 0, logger: quiet });
   const config = resolveConfig(
-    { host: "127.0.0.1", port: 0, store: options.store ?? "memory", userFunctionHost: "127.0.0.1", userFunctionPort: uf.port, logLevel: "silent", shutdownGraceMs: 1_000 },
+    { host: "127.0.0.1", port: 0, store: options.store ?? "memory", userFunctionHost: "127.0.0.1", userFunctionPort: uf.port, logLevel: "silent", shutdownGraceMs: 1_000, metricsPort: "off" },
     {},
   );
   const start = () => startProxy(config, { discoveryBackoffMs: { min: 50, max: 200 } });

@@ -80,7 +80,7 @@ describe("direction (b) — the proxy", () => {
     after(() => uf.close());
 
     const config = (userFunctionPort: number) =>
-      resolveConfig({ host: "127.0.0.1", port: 0, store: "memory", userFunctionHost: "127.0.0.1", userFunctionPort, logLevel: "silent", shutdownGraceMs: 1_000 }, {});
+      resolveConfig({ host: "127.0.0.1", port: 0, store: "memory", userFunctionHost: "127.0.0.1", userFunctionPort, logLevel: "silent", shutdownGraceMs: 1_000, metricsPort: "off" }, {});
 
     test("proxy: discovery sends ProxyInfo 0.2 with the supported entity types", async () => {
       const relay = await new DiscoveryRelay(`127.0.0.1:${uf.port}`).start();

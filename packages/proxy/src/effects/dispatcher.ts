@@ -8,6 +8,7 @@ import { readEntityId } from "../discovery/entity-key.js";
 import type { MethodModel, ServiceModel, UserFunctionModel } from "../discovery/service-model.js";
 import type { CommandOutcome, EntityService } from "../entities/command.js";
 import type { Logger } from "../telemetry/logger.js";
+import type { ProxyMetrics } from "../telemetry/metrics.js";
 
 export interface Reply {
   readonly payload: Uint8Array;
@@ -17,6 +18,8 @@ export interface Reply {
 export interface CallContext {
   readonly metadata?: Metadata | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** The client call's request id, for log lines about it. */
+  readonly requestId?: string | undefined;
 }
 
 /** Forward chains longer than this are a loop in the user function. */
@@ -29,11 +32,25 @@ export class Dispatcher {
     private readonly handlers: ReadonlyMap<string, EntityService>,
     private readonly reportError: (message: string) => void,
     private readonly log: Logger,
+    private readonly metrics?: ProxyMetrics,
   ) {}
 
-  /** Runs one unary command end to end: entity, effects, forwards; resolves with the client's reply. */
+  /**
+   * Runs one unary command end to end: entity, effects, forwards; resolves with the client's reply.
+   * This is where every client command (gRPC or HTTP/JSON) is counted and timed, once.
+   */
   async call(service: ServiceModel, method: MethodModel, payload: Uint8Array, ctx: CallContext): Promise<Reply> {
-    return this.callWithTrail(service, method, payload, ctx, 0);
+    const metrics = this.metrics;
+    if (metrics === undefined) return this.callWithTrail(service, method, payload, ctx, 0);
+    const start = process.hrtime.bigint();
+    try {
+      const reply = await this.callWithTrail(service, method, payload, ctx, 0);
+      metrics.commandDone(service, method, "OK", start);
+      return reply;
+    } catch (e) {
+      metrics.commandDone(service, method, ProxyError.from(e).codeName, start);
+      throw e;
+    }
   }
 
   private async callWithTrail(
@@ -89,7 +106,7 @@ export class Dispatcher {
       throw new ProxyError(Code.UNKNOWN, action.value.description);
     }
     const where = `${service.name}.${method.name}`;
-    if (outcome.sideEffects.length > 0) await this.runSideEffects(outcome.sideEffects, where);
+    if (outcome.sideEffects.length > 0) await this.runSideEffects(outcome.sideEffects, where, ctx.requestId);
     switch (action?.case) {
       case "reply": {
         const reply = action.value;
@@ -112,7 +129,7 @@ export class Dispatcher {
           target.service,
           target.method,
           forward.payload?.value ?? EMPTY,
-          { metadata: forward.metadata ?? ctx.metadata, signal: ctx.signal },
+          { metadata: forward.metadata ?? ctx.metadata, signal: ctx.signal, requestId: ctx.requestId },
           hops + 1,
         );
       }
@@ -121,23 +138,23 @@ export class Dispatcher {
     }
   }
 
-  private async runSideEffects(effects: readonly SideEffect[], where: string): Promise<void> {
+  private async runSideEffects(effects: readonly SideEffect[], where: string, requestId: string | undefined): Promise<void> {
     for (const effect of effects) {
-      const run = this.runSideEffect(effect, where);
+      const run = this.runSideEffect(effect, where, requestId);
       if (effect.synchronous) await run;
       else void run;
     }
   }
 
   /** Side effects are not atomic with the state change: a failing one is logged, never thrown. */
-  private async runSideEffect(effect: SideEffect, where: string): Promise<void> {
+  private async runSideEffect(effect: SideEffect, where: string, requestId: string | undefined): Promise<void> {
     try {
       const target = this.resolve(effect.serviceName, effect.commandName, effect.payload?.typeUrl, `side effect of ${where}`);
       await this.callWithTrail(target.service, target.method, effect.payload?.value ?? EMPTY, { metadata: effect.metadata }, 1);
     } catch (e) {
       const err = ProxyError.from(e);
       this.log.warn(
-        { effect: `${effect.serviceName}.${effect.commandName}`, code: err.codeName, from: where },
+        { effect: `${effect.serviceName}.${effect.commandName}`, code: err.codeName, from: where, requestId },
         `side effect failed: ${err.message}`,
       );
     }

@@ -33,6 +33,8 @@ export interface EntityService {
   handleStreamed?(request: CommandRequest): AsyncIterable<CommandOutcome>;
   /** Active entities, for metrics and the summary. */
   activeEntities(): number;
+  /** The ids of the live entities (keyed and CRDT services), for the console. */
+  activeEntityIds?(): string[];
   /** Finishes queued and in-flight commands, then closes every entity stream. */
   shutdown(): Promise<void>;
   /** Fails every queued and in-flight command with the error (the shutdown grace period is over). */

@@ -23,6 +23,10 @@ export class KeyedService implements EntityService {
     return this.host.size();
   }
 
+  activeEntityIds(): string[] {
+    return this.host.ids();
+  }
+
   shutdown(): Promise<void> {
     return this.host.shutdown();
   }

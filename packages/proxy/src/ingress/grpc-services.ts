@@ -9,6 +9,7 @@ import type { CommandOutcome, EntityService } from "../entities/command.js";
 import { ActionService } from "../entities/action/action-service.js";
 import type { Logger } from "../telemetry/logger.js";
 import { metadataFromGrpc, metadataToGrpc } from "./metadata.js";
+import { REQUEST_ID_HEADER, requestIdOf, withRequestId } from "./request-id.js";
 
 const passThrough = (bytes: Buffer): Buffer => bytes;
 const toBuffer = (bytes: Uint8Array): Buffer =>
@@ -72,14 +73,16 @@ class CallHandlers {
 
   readonly unary = (call: grpc.ServerUnaryCall<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>): void => {
     const signal = abortOnCancel(call);
-    const metadata = this.withMetadata ? metadataFromGrpc(call.metadata) : undefined;
-    this.dispatcher.call(this.service, this.method, call.request, { signal, metadata }).then(
+    const rid = requestIdOf(call.metadata.get(REQUEST_ID_HEADER)[0]);
+    const metadata = this.withMetadata ? withRequestId(metadataFromGrpc(call.metadata), rid) : undefined;
+    this.dispatcher.call(this.service, this.method, call.request, { signal, metadata, requestId: rid.id }).then(
       (reply) => {
-        const headers = metadataToGrpc(reply.metadata);
-        if (headers) call.sendMetadata(headers);
+        const headers = metadataToGrpc(reply.metadata) ?? new grpc.Metadata();
+        headers.set(REQUEST_ID_HEADER, rid.id);
+        call.sendMetadata(headers);
         callback(null, reply.payload);
       },
-      (error: unknown) => callback(this.failed(error)),
+      (error: unknown) => callback(this.failed(error, rid.id)),
     );
   };
 
@@ -158,10 +161,13 @@ class CallHandlers {
     }
   }
 
-  private failed(error: unknown): Partial<grpc.ServiceError> {
+  /** The status for the client; with a request id, it is logged with the error and sent in the trailers. */
+  private failed(error: unknown, requestId?: string): Partial<grpc.ServiceError> {
     const err = ProxyError.from(error);
-    if (err.code === Code.INTERNAL) this.log.error({ path: this.method.path, err: err.message }, "command failed");
-    return toServiceError(err);
+    if (err.code === Code.INTERNAL) this.log.error({ path: this.method.path, requestId, err: err.message }, "command failed");
+    const status = toServiceError(err);
+    if (requestId !== undefined) status.metadata?.set(REQUEST_ID_HEADER, requestId);
+    return status;
   }
 }
 

@@ -13,6 +13,8 @@ export interface IngressOptions {
   readonly isReady: () => boolean;
   /** HTTP/1.1 requests other than the health routes; without it they get 404. */
   readonly http?: HttpRequestHandler;
+  /** The web console: every path under /console, before the HTTP/JSON handler; absent when off. */
+  readonly console?: { handle(req: http.IncomingMessage, res: http.ServerResponse): void } | undefined;
 }
 
 export interface HttpRequestHandler {
@@ -109,6 +111,10 @@ export class Ingress {
     if (path === "/ready") {
       const ready = this.o.isReady();
       res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready" : "not ready");
+      return;
+    }
+    if (this.o.console && (path === "/console" || path.startsWith("/console/"))) {
+      this.o.console.handle(req, res);
       return;
     }
     if (this.o.http) {

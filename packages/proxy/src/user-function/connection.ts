@@ -64,7 +64,7 @@ export class UserFunctionConnection {
       "grpc.max_send_message_length": maxMessageBytes,
       // No call to the user function can be retried by the channel (streams carry commands); this
       // also spares every message grpc-js's retry buffering.
-      "grpc.enable_retries": process.env.CLOUDSTATE_EXP_RETRIES === "1" ? 1 : 0,
+      "grpc.enable_retries": 0,
       // The user function is a sidecar on loopback: reconnect quickly when it restarts.
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1000,
@@ -107,15 +107,6 @@ export class UserFunctionConnection {
    * lean HTTP/2 client: the codec writes whole gRPC frames and reads messages.
    */
   openEntityStream<In, Out>(path: string, codec: FrameCodec<In, Out>): BidiStream<In, Out> {
-    if (process.env.CLOUDSTATE_EXP_UF_TRANSPORT === "grpc-js") {
-      return this.client.makeBidiStreamRequest(
-        path,
-        (m: In) => codec.encode(m).subarray(5),
-        (b: Buffer) => codec.decode(b),
-        new grpc.Metadata(),
-        {},
-      ) as unknown as BidiStream<In, Out>;
-    }
     this.h2 ??= new H2Channel(this.target.host, this.target.port, { maxMessageBytes: this.maxMessageBytes });
     return this.h2.openStream(path, codec);
   }

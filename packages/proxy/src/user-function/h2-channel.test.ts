@@ -313,6 +313,41 @@ describe("H2Channel when the connection fails", () => {
     }
   });
 
+  test("a peer that goes silent (no answer, no close): the keepalive ping finds it, streams fail UNAVAILABLE", async () => {
+    const s = await startServer();
+    // A relay that can stop forwarding without closing anything: a frozen user function.
+    let frozen = false;
+    const sockets: net.Socket[] = [];
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(s.port, "127.0.0.1");
+      sockets.push(client, upstream);
+      for (const sock of [client, upstream]) sock.on("error", () => undefined);
+      client.on("data", (d) => frozen || upstream.write(d));
+      upstream.on("data", (d) => frozen || client.write(d));
+    });
+    relay.listen(0, "127.0.0.1");
+    await once(relay, "listening");
+    const port = (relay.address() as net.AddressInfo).port;
+    const channel = new H2Channel("127.0.0.1", port, { maxMessageBytes: 1 << 20, keepaliveMs: 100, keepaliveTimeoutMs: 300 });
+    try {
+      const stream = channel.openStream(PATH, bytes);
+      const c = collect(stream);
+      stream.write(Buffer.from("ping"));
+      while (c.messages.length === 0) await sleep(1);
+      await sleep(400); // pings are answered while the peer is alive
+      assert.deepEqual([c.ends, c.errors.length], [0, 0]);
+      frozen = true;
+      await c.done;
+      assert.equal(c.errors[0]?.code, grpc.status.UNAVAILABLE);
+      assert.match(c.errors[0]!.details, /keepalive/);
+    } finally {
+      channel.close();
+      relay.close();
+      for (const sock of sockets) sock.destroy();
+      s.server.forceShutdown();
+    }
+  });
+
   test("the channel closed: open streams may finish, new ones fail UNAVAILABLE", async () => {
     const s = await startServer();
     const channel = new H2Channel("127.0.0.1", s.port, { maxMessageBytes: 1 << 20 });

@@ -53,6 +53,10 @@ export interface H2ChannelOptions {
   readonly streamWindowBytes?: number;
   /** Receive window of the whole connection. */
   readonly connectionWindowBytes?: number;
+  /** While streams are open, a PING this often (default 30 s, as the grpc-js channel had)… */
+  readonly keepaliveMs?: number;
+  /** …which must be answered within this (default 20 s), or the connection counts as dead. */
+  readonly keepaliveTimeoutMs?: number;
 }
 
 const REQUEST_HEADERS_BASE = {
@@ -69,6 +73,10 @@ class Session {
   private active = 0;
 
   constructor(readonly h2: http2.ClientHttp2Session) {}
+
+  get hasStreams(): boolean {
+    return this.active > 0;
+  }
 
   // The session keeps the process alive only while streams are open on it (and never once closing).
   streamOpened(): void {
@@ -158,8 +166,29 @@ export class H2Channel {
     });
     h2.on("error", (err) => drop(err));
     h2.on("goaway", () => drop());
-    h2.on("close", () => drop());
     socket.on("error", (err) => drop(err));
+    // A peer that neither answers nor closes (a frozen process, a lost host) is found by PINGs; its
+    // streams then fail UNAVAILABLE and the next stream connects afresh.
+    const timeoutMs = this.options.keepaliveTimeoutMs ?? 20_000;
+    const keepalive = setInterval(() => {
+      if (!session.hasStreams || h2.destroyed || h2.connecting) return;
+      const deadline = setTimeout(() => {
+        const err = new Error(`the user function did not answer a keepalive ping within ${timeoutMs} ms`);
+        drop(err);
+        h2.destroy(err);
+      }, timeoutMs);
+      deadline.unref();
+      try {
+        if (!h2.ping(() => clearTimeout(deadline))) clearTimeout(deadline); // too many pings outstanding already
+      } catch {
+        clearTimeout(deadline); // the session is closing
+      }
+    }, this.options.keepaliveMs ?? 30_000);
+    keepalive.unref();
+    h2.on("close", () => {
+      clearInterval(keepalive);
+      drop();
+    });
     return session;
   }
 }

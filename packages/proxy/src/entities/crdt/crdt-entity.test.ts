@@ -23,7 +23,7 @@ import {
 
 function start(ufPort: number, overrides: ProxyConfigInput = {}): Promise<RunningProxy> {
   const config = resolveConfig(
-    { host: "127.0.0.1", port: 0, store: "memory", userFunctionHost: "127.0.0.1", userFunctionPort: ufPort, logLevel: "silent", ...overrides },
+    { host: "127.0.0.1", port: 0, store: "memory", userFunctionHost: "127.0.0.1", userFunctionPort: ufPort, logLevel: "silent", metricsPort: "off", ...overrides },
     {},
   );
   return startProxy(config, { discoveryBackoffMs: { min: 50, max: 200 } });

@@ -62,6 +62,10 @@ export class CrdtService implements EntityService {
     return this.host.size();
   }
 
+  activeEntityIds(): string[] {
+    return this.host.ids();
+  }
+
   shutdown(): Promise<void> {
     return this.host.shutdown();
   }

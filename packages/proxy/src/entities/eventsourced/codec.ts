@@ -28,7 +28,7 @@ export type EventSourcedOutgoing = EventSourcedStreamIn | Buffer;
 
 export const eventSourcedCodec: FrameCodec<EventSourcedOutgoing, EventSourcedStreamOut> = {
   encode: (message) => (message instanceof Uint8Array ? message : frame(toBinary(EventSourcedStreamInSchema, message))),
-  decode: process.env.CLOUDSTATE_EXP_DECODER === "pb" ? (bytes) => fromBinary(EventSourcedStreamOutSchema, bytes) : (bytes) => decodeStreamOut(bytes), // EXPERIMENT toggle, remove
+  decode: decodeStreamOut,
 };
 
 /** `EventSourcedStreamIn{command{entity_id, id, name, payload: Any{typeUrl, payload}}}` as one gRPC frame. */

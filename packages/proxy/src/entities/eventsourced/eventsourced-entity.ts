@@ -16,7 +16,6 @@ import type { CommandRequest } from "../command.js";
 import { anyOf, KeyedEntity, type KeyedEntityOptions, type StreamOutMessage } from "../keyed-entity.js";
 import { commandFrame, eventSourcedCodec, type EventSourcedOutgoing } from "./codec.js";
 
-const EXP_PB_ENCODER = process.env.CLOUDSTATE_EXP_ENCODER === "pb"; // EXPERIMENT toggle, remove
 const HANDLE_PATH = "/cloudstate.eventsourced.EventSourced/handle";
 
 export interface EventSourcedEntityOptions extends KeyedEntityOptions {
@@ -67,14 +66,6 @@ export class EventSourcedEntity extends KeyedEntity<EventSourcedOutgoing, EventS
 
   protected commandMessage(id: bigint, request: CommandRequest): EventSourcedOutgoing {
     // Event-sourced commands carry no metadata (PROTOCOL.md §5): encoded by hand into their frame.
-    if (EXP_PB_ENCODER) {
-      return create(EventSourcedStreamInSchema, {
-        message: {
-          case: "command",
-          value: { entityId: this.o.entityId, id, name: request.method.name, payload: anyOf(request.method.inputTypeUrl, request.payload) },
-        },
-      });
-    }
     return commandFrame(this.o.entityId, id, request.method.name, request.method.inputTypeUrl, request.payload);
   }
 

@@ -210,8 +210,8 @@ describe("HTTP/JSON to an action with more shapes", { concurrency: false }, () =
     assertError(await call("GET", "/v1/shapes/fail"), 500, 2, /no shape called fail/);
   });
 
-  test("a gRPC-web request is 501, not a JSON parse error", async () => {
-    assertError(await call("POST", `/${SERVICE}/Echo`, new Uint8Array([0, 0, 0, 0, 0]), { "content-type": "application/grpc-web+proto" }), 501, 12, /application\/grpc-web\+proto is not served over HTTP\/1\.1 yet/);
+  test("a gRPC (not gRPC-web) request over HTTP/1.1 is 501, not a JSON parse error", async () => {
+    assertError(await call("POST", `/${SERVICE}/Echo`, new Uint8Array([0, 0, 0, 0, 0]), { "content-type": "application/grpc+proto" }), 501, 12, /application\/grpc\+proto is not served over HTTP\/1\.1; use gRPC over HTTP\/2, gRPC-web, Connect, or JSON/);
   });
 
   test("a malformed percent-escape in the path is 400", async () => {

@@ -11,6 +11,7 @@ import type { EntityService } from "../../entities/command.js";
 import { ActionService } from "../../entities/action/action-service.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { metadataFromHttp, replyHeaders } from "./headers.js";
+import { REQUEST_ID_HEADER, requestIdOf, withRequestId, type RequestId } from "../request-id.js";
 import { PathDecodeError } from "./path-template.js";
 import type { HttpRoute, RouteTable } from "./routes.js";
 import { decodeRequest, encodeResponse, errorJson, httpStatusOf } from "./transcode.js";
@@ -46,6 +47,9 @@ export class HttpHandler {
   /** Serves one request; the response owns the work (a closed response aborts the call). */
   readonly handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     this.inFlight++;
+    // Set now so that every response, errors included, carries it (writeHead merges it in).
+    const requestId = requestIdOf(req.headers[REQUEST_ID_HEADER]);
+    res.setHeader(REQUEST_ID_HEADER, requestId.id);
     res.once("close", () => {
       if (--this.inFlight === 0) this.onIdle?.();
     });
@@ -53,7 +57,7 @@ export class HttpHandler {
       this.fail(res, new ProxyError(Code.UNAVAILABLE, "the proxy is shutting down"));
       return;
     }
-    this.serve(req, res).catch((error: unknown) => this.fail(res, error));
+    this.serve(req, res, requestId).catch((error: unknown) => this.fail(res, error, requestId.id));
   };
 
   /** Refuses new requests and resolves once every open one has finished (or its socket closed). */
@@ -65,15 +69,15 @@ export class HttpHandler {
     });
   }
 
-  private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async serve(req: http.IncomingMessage, res: http.ServerResponse, requestId: RequestId): Promise<void> {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
     const httpMethod = (req.method ?? "GET").toUpperCase();
     if (/^application\/grpc/i.test(req.headers["content-type"] ?? "")) {
-      // gRPC-web (and gRPC over HTTP/1.1) is not JSON: say so rather than fail to parse it.
-      throw new ProxyError(Code.UNIMPLEMENTED, `${req.headers["content-type"]} is not served over HTTP/1.1 yet; use gRPC over HTTP/2, or JSON`);
+      // gRPC over HTTP/1.1 (gRPC-web never gets here: ../grpc-web/) is not JSON: say so rather than fail to parse it.
+      throw new ProxyError(Code.UNIMPLEMENTED, `${req.headers["content-type"]} is not served over HTTP/1.1; use gRPC over HTTP/2, gRPC-web, Connect, or JSON`);
     }
 
     let match;
@@ -106,8 +110,8 @@ export class HttpHandler {
       if (!res.writableFinished) aborter.abort();
     });
     // Event-sourced commands carry no metadata (PROTOCOL.md §5), as on the gRPC path.
-    const metadata = service.kind === "eventSourced" ? undefined : metadataFromHttp(req);
-    const ctx = { metadata, signal: aborter.signal };
+    const metadata = service.kind === "eventSourced" ? undefined : withRequestId(metadataFromHttp(req), requestId);
+    const ctx = { metadata, signal: aborter.signal, requestId: requestId.id };
 
     if (method.serverStreaming) {
       await this.stream(req, res, route, action as ActionService, payload, ctx);
@@ -130,7 +134,7 @@ export class HttpHandler {
     route: HttpRoute,
     action: ActionService,
     payload: Uint8Array,
-    ctx: { metadata: Metadata | undefined; signal: AbortSignal },
+    ctx: { metadata: Metadata | undefined; signal: AbortSignal; requestId: string },
   ): Promise<void> {
     const { service, method } = route;
     const sse = (req.headers.accept ?? "").toLowerCase().includes(SSE);
@@ -157,20 +161,20 @@ export class HttpHandler {
     } catch (error) {
       if (res.destroyed) return;
       if (!started) throw error;
-      const err = this.logged(error, route);
+      const err = this.logged(error, ctx.requestId, route);
       // Raw bytes have no way to say "failed": cut the response so the client sees it incomplete.
       if (raw) res.destroy();
       else res.end(sse ? `event: error\ndata: ${errorJson(err)}\n\n` : `{"error":${errorJson(err)}}\n`);
     }
   }
 
-  private fail(res: http.ServerResponse, error: unknown): void {
+  private fail(res: http.ServerResponse, error: unknown, requestId?: string): void {
     if (res.destroyed || res.writableEnded) return;
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const err = this.logged(error);
+    const err = this.logged(error, requestId);
     const tooLarge = err instanceof BodyTooLargeError;
     const headers: http.OutgoingHttpHeaders = { "content-type": "application/json" };
     // The rest of an oversized body is never read: close the connection rather than drain it.
@@ -179,11 +183,11 @@ export class HttpHandler {
     res.end(errorJson(err));
   }
 
-  private logged(error: unknown, route?: HttpRoute): ProxyError {
+  private logged(error: unknown, requestId: string | undefined, route?: HttpRoute): ProxyError {
     const err = ProxyError.from(error);
     if (err.code === Code.INTERNAL) {
       const where = route ? `${route.service.name}.${route.method.name}` : undefined;
-      this.o.log.error({ where, err: err.message }, "HTTP call failed");
+      this.o.log.error({ where, requestId, err: err.message }, "HTTP call failed");
     }
     return err;
   }
@@ -195,7 +199,7 @@ export class HttpHandler {
 }
 
 /** The whole request body, refused (413) as soon as it passes the limit. */
-function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array> {
+export function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array> {
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > limit) return Promise.reject(new BodyTooLargeError(limit));
   return new Promise((resolve, reject) => {
@@ -219,7 +223,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array>
 }
 
 /** Resolves when the response can take more data, or is gone. */
-function drained(res: http.ServerResponse): Promise<void> {
+export function drained(res: http.ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       res.off("drain", done).off("close", done);

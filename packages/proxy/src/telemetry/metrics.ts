@@ -1,0 +1,113 @@
+// Prometheus metrics of one proxy, in a registry of its own (not prom-client's global one), so two
+// proxies in one process (tests, embedding) never mix their numbers. Commands are recorded once per
+// client call by the dispatcher; entity counts and store totals are read when /metrics is scraped.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
+import type { EntityService } from "../entities/command.js";
+import type { StoreStats } from "../store/store.js";
+
+type CommandLabels = "service" | "method" | "code";
+
+/** Seconds: from 0.5 ms (an in-memory command) to 10 s (a slow user function or store). */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** The per-method children, looked up once: the hot path does no label hashing on success. */
+interface MethodMetrics {
+  readonly ok: Counter.Internal;
+  readonly duration: Histogram.Internal<"service" | "method">;
+  readonly labels: { readonly service: string; readonly method: string };
+}
+
+export interface MetricsSources {
+  /** The hosts by service name, for active entities. */
+  readonly handlers: ReadonlyMap<string, EntityService>;
+  /** Each service's state model (`eventSourced`, `value`, `crdt`, `action`). */
+  readonly kindOf: (serviceName: string) => string;
+  readonly storeStats: () => StoreStats;
+}
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly commands: Counter<CommandLabels>;
+  private readonly duration: Histogram<"service" | "method">;
+  private readonly restarts: Counter<"service">;
+  private readonly perMethod = new WeakMap<MethodModel, MethodMetrics>();
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.commands = new Counter({
+      name: "cloudstate_commands_total",
+      help: "Client commands (unary calls over gRPC and HTTP/JSON), by service, method and gRPC status code name",
+      labelNames: ["service", "method", "code"],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: "cloudstate_command_duration_seconds",
+      help: "Time from a client command reaching the dispatcher to its reply (effects and forwards included)",
+      labelNames: ["service", "method"],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    new Gauge({
+      name: "cloudstate_active_entities",
+      help: "Entities with an open stream to the user function (actions: calls in flight), by service and state model",
+      labelNames: ["service", "kind"],
+      registers,
+      collect() {
+        for (const [service, handler] of sources.handlers) this.set({ service, kind: sources.kindOf(service) }, handler.activeEntities());
+      },
+    });
+    new Counter({
+      name: "cloudstate_store_batches_total",
+      help: "Batches (transactions) the store committed; writes/batches is the mean batch size",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.storeStats().batches);
+      },
+    });
+    new Counter({
+      name: "cloudstate_store_writes_total",
+      help: "Writes (journal appends and value writes) carried by the committed batches",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.storeStats().writes);
+      },
+    });
+    this.restarts = new Counter({
+      name: "cloudstate_entity_restarts_total",
+      help: "Entity streams to the user function restarted after a failure, by service",
+      labelNames: ["service"],
+      registers,
+    });
+  }
+
+  /** A command's end: `startNs` from `process.hrtime.bigint()` at its start; `code` a status code name. */
+  commandDone(service: ServiceModel, method: MethodModel, code: string, startNs: bigint): void {
+    const m = this.forMethod(service, method);
+    m.duration.observe(Number(process.hrtime.bigint() - startNs) / 1e9);
+    if (code === "OK") m.ok.inc();
+    else this.commands.inc({ ...m.labels, code });
+  }
+
+  entityRestarted(serviceName: string): void {
+    this.restarts.inc({ service: serviceName });
+  }
+
+  /** The text exposition format, and its content type. */
+  async render(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+
+  private forMethod(service: ServiceModel, method: MethodModel): MethodMetrics {
+    let m = this.perMethod.get(method);
+    if (m === undefined) {
+      const labels = { service: service.name, method: method.name };
+      m = { ok: this.commands.labels({ ...labels, code: "OK" }), duration: this.duration.labels(labels), labels };
+      this.perMethod.set(method, m);
+    }
+    return m;
+  }
+}
