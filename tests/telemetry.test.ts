@@ -81,6 +81,14 @@ describe("metrics and request ids (event-sourced, raw protocol user function)", 
     // The memory store commits each write alone: three appends, three batches (the failure wrote nothing).
     assert.equal(sample(body, "cloudstate_store_writes_total"), 3);
     assert.equal(sample(body, "cloudstate_store_batches_total"), 3);
+    // …each a batch of one write, observed once by the batch-size and commit-duration histograms.
+    assert.equal(sample(body, "cloudstate_store_batch_size_count"), 3);
+    assert.equal(sample(body, "cloudstate_store_batch_size_sum"), 3);
+    assert.equal(sample(body, `cloudstate_store_batch_size_bucket{le="1"}`), 3);
+    assert.equal(sample(body, `cloudstate_store_batch_size_bucket{le="512"}`), 3);
+    assert.equal(sample(body, "cloudstate_store_commit_duration_seconds_count"), 3);
+    assert.ok(sample(body, "cloudstate_store_commit_duration_seconds_sum")! >= 0);
+    assert.equal(sample(body, `cloudstate_store_commit_duration_seconds_bucket{le="+Inf"}`), 3);
     assert.match(body, /^process_cpu_user_seconds_total \d/m);
     assert.match(body, /^nodejs_eventloop_lag_seconds /m);
   });

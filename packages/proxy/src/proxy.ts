@@ -101,6 +101,8 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
     const metrics = config.metricsPort < 0
       ? undefined
       : new ProxyMetrics({ handlers, kindOf: (name) => model.services.get(name)?.kind ?? "unknown", storeStats: () => activeStore.stats() });
+    // Batch sizes and commit latency: one observation per committed batch.
+    if (metrics) activeStore.onCommit(metrics.storeCommitted);
     for (const service of model.services.values()) {
       handlers.set(service.name, hostFor(service));
     }

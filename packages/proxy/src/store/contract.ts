@@ -7,6 +7,7 @@ import {
   StoreUnavailableError,
   VersionConflictError,
   type JournalAppend,
+  type CommittedBatch,
   type KeyValueStore,
   type Store,
   type StoredEvent,
@@ -19,7 +20,12 @@ const EVENT_TYPE = "type.googleapis.com/shop.ItemAdded";
 const SNAPSHOT_TYPE = "type.googleapis.com/shop.Cart";
 const STATE_TYPE = "type.googleapis.com/shop.CartState";
 
-export function storeContract(name: string, open: () => Promise<Store>): void {
+export interface ContractOptions {
+  /** The store commits concurrent writes together (SQLite, PostgreSQL); the memory store does not. */
+  readonly groupCommit?: boolean;
+}
+
+export function storeContract(name: string, open: () => Promise<Store>, options: ContractOptions = {}): void {
   async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
     const store = await open();
     try {
@@ -559,6 +565,50 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           assert.equal(after.writes - before.writes, 5);
           const batches = after.batches - before.batches;
           assert.ok(batches >= 1 && batches <= 5, `batches ${batches}`);
+        }));
+
+      test("onCommit reports each committed batch once, with its write count and duration, as stats count them", () =>
+        withStore(async (store) => {
+          const seen: CommittedBatch[] = [];
+          const stop = store.onCommit((batch) => seen.push(batch));
+          // A throwing listener changes nothing for the writes or the other listeners.
+          store.onCommit(() => {
+            throw new Error("a broken observer");
+          });
+
+          await store.journal.append(append("cart-1", 0, [payload("a"), payload("b")]));
+          assert.equal(seen.length, 1);
+          assert.equal(seen[0]!.writes, 1);
+          assert.ok(Number.isFinite(seen[0]!.seconds) && seen[0]!.seconds >= 0, `seconds ${seen[0]!.seconds}`);
+          await assert.rejects(store.journal.append(append("cart-1", 0, [payload("x")])), SequenceConflictError);
+          assert.equal(seen.length, 1, "a batch whose only write was rejected committed nothing");
+
+          // Concurrent appends for many entities, issued in one tick.
+          seen.length = 0;
+          const before = store.stats();
+          const entities = 40;
+          await Promise.all(
+            Array.from({ length: entities }, (_, e) => store.journal.append(append(`cart-c${e}`, 0, [payload(`${e}`)]))),
+          );
+          const after = store.stats();
+          assert.equal(seen.length, after.batches - before.batches);
+          assert.equal(
+            seen.reduce((sum, b) => sum + b.writes, 0),
+            entities,
+          );
+          for (const batch of seen) {
+            assert.ok(Number.isInteger(batch.writes) && batch.writes >= 1, `writes ${batch.writes}`);
+            assert.ok(Number.isFinite(batch.seconds) && batch.seconds >= 0, `seconds ${batch.seconds}`);
+          }
+          const largest = Math.max(...seen.map((b) => b.writes));
+          if (options.groupCommit) assert.ok(largest > 1, `no batch of several writes: ${JSON.stringify(seen)}`);
+          else assert.equal(largest, 1);
+
+          // Once removed, a listener hears nothing more.
+          stop();
+          seen.length = 0;
+          await store.values.write(valueWrite("cart-v", 0, state(text("v1"))));
+          assert.deepEqual(seen, []);
         }));
     });
 

@@ -4,6 +4,8 @@ export {
   StoreUnavailableError,
   VersionConflictError,
   type Journal,
+  type CommitListener,
+  type CommittedBatch,
   type JournalAppend,
   type KeyValueStore,
   type RecoveredJournal,

@@ -118,6 +118,20 @@ export interface StoreStats {
   readonly writes: number;
 }
 
+/** One committed batch (transaction), as a commit listener sees it. */
+export interface CommittedBatch {
+  /** The writes it carried (successful journal appends and value writes), at least 1. */
+  readonly writes: number;
+  /**
+   * How long the transaction took, from its start to its commit (durable with the store's
+   * durability), not counting the time its writes waited in the queue. 0 for the memory store.
+   */
+  readonly seconds: number;
+}
+
+/** Called once per committed batch, synchronously, before the batch's writes resolve. */
+export type CommitListener = (batch: CommittedBatch) => void;
+
 export interface Store {
   /** A short description for logs, e.g. "sqlite:/path/to/db" or "memory". */
   readonly description: string;
@@ -125,6 +139,13 @@ export interface Store {
   readonly values: KeyValueStore;
   readonly crdts: KeyValueStore;
   stats(): StoreStats;
+  /**
+   * Observes committed batches (for batch-size and commit-latency metrics): the listener sees
+   * exactly the batches and writes that stats() counts, one call per batch (never per write).
+   * Batches that rolled back, or whose writes were all rejected, are not reported. A listener that
+   * throws is ignored and does not affect the writes. Returns a function that removes the listener.
+   */
+  onCommit(listener: CommitListener): () => void;
   /**
    * Flushes pending writes and releases resources; later calls reject with StoreUnavailableError
    * (except close() itself, which resolves again).
@@ -166,6 +187,39 @@ export class StoreUnavailableError extends Error {
     super(message, options);
     this.name = "StoreUnavailableError";
   }
+}
+
+/**
+ * The listeners of one store, for its implementation: notify() costs nothing without listeners
+ * and isolates the store from a listener that throws.
+ */
+export class CommitListeners {
+  private listeners: readonly CommitListener[] = [];
+
+  add(listener: CommitListener): () => void {
+    this.listeners = [...this.listeners, listener];
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  notify(writes: number, seconds: number): void {
+    const listeners = this.listeners;
+    if (listeners.length === 0) return;
+    const batch: CommittedBatch = { writes, seconds };
+    for (const listener of listeners) {
+      try {
+        listener(batch);
+      } catch {
+        // An observer must not fail (or half-settle) the batch it observes.
+      }
+    }
+  }
+}
+
+/** Seconds since `startNs`, a `process.hrtime.bigint()` reading. */
+export function secondsSince(startNs: bigint): number {
+  return Number(process.hrtime.bigint() - startNs) / 1e9;
 }
 
 /**

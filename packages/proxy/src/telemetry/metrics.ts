@@ -1,15 +1,22 @@
 // Prometheus metrics of one proxy, in a registry of its own (not prom-client's global one), so two
 // proxies in one process (tests, embedding) never mix their numbers. Commands are recorded once per
-// client call by the dispatcher; entity counts and store totals are read when /metrics is scraped.
+// client call by the dispatcher, store batches once per committed batch (the store's onCommit
+// observer); entity counts and store totals are read when /metrics is scraped.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
 import type { EntityService } from "../entities/command.js";
-import type { StoreStats } from "../store/store.js";
+import type { CommittedBatch, StoreStats } from "../store/store.js";
 
 type CommandLabels = "service" | "method" | "code";
 
 /** Seconds: from 0.5 ms (an in-memory command) to 10 s (a slow user function or store). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Writes per committed batch: 1 for the memory store, up to the stores' maxBatchSize (512 by default). */
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/** Seconds per commit: from 0.1 ms (SQLite without fsync) to 5 s (the PostgreSQL statement timeout). */
+const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 /** The per-method children, looked up once: the hot path does no label hashing on success. */
 interface MethodMetrics {
@@ -31,6 +38,8 @@ export class ProxyMetrics {
   private readonly commands: Counter<CommandLabels>;
   private readonly duration: Histogram<"service" | "method">;
   private readonly restarts: Counter<"service">;
+  private readonly batchSize: Histogram;
+  private readonly commitDuration: Histogram;
   private readonly perMethod = new WeakMap<MethodModel, MethodMetrics>();
 
   constructor(sources: MetricsSources) {
@@ -76,6 +85,18 @@ export class ProxyMetrics {
         this.inc(sources.storeStats().writes);
       },
     });
+    this.batchSize = new Histogram({
+      name: "cloudstate_store_batch_size",
+      help: "Writes (journal appends and value writes) per batch (transaction) the store committed",
+      buckets: BATCH_SIZE_BUCKETS,
+      registers,
+    });
+    this.commitDuration = new Histogram({
+      name: "cloudstate_store_commit_duration_seconds",
+      help: "Time one batch's transaction took, from its start to its durable commit (queueing not included)",
+      buckets: COMMIT_BUCKETS,
+      registers,
+    });
     this.restarts = new Counter({
       name: "cloudstate_entity_restarts_total",
       help: "Entity streams to the user function restarted after a failure, by service",
@@ -91,6 +112,12 @@ export class ProxyMetrics {
     if (code === "OK") m.ok.inc();
     else this.commands.inc({ ...m.labels, code });
   }
+
+  /** A store's commit listener (Store.onCommit): called once per committed batch, never per write. */
+  readonly storeCommitted = (batch: CommittedBatch): void => {
+    this.batchSize.observe(batch.writes);
+    this.commitDuration.observe(batch.seconds);
+  };
 
   entityRestarted(serviceName: string): void {
     this.restarts.inc({ service: serviceName });

@@ -4,10 +4,12 @@
 import {
   checkAppend,
   checkValueWrite,
+  CommitListeners,
   SequenceConflictError,
   StoreUnavailableError,
   VersionConflictError,
   type Journal,
+  type CommitListener,
   type JournalAppend,
   type KeyValueStore,
   type RecoveredJournal,
@@ -34,6 +36,7 @@ export class MemoryStore implements Store {
   private readonly journals = new Map<string, Map<string, EntityJournal>>();
   private writes = 0;
   private closed = false;
+  private readonly commits = new CommitListeners();
 
   constructor() {
     this.journal = {
@@ -49,6 +52,10 @@ export class MemoryStore implements Store {
   stats(): StoreStats {
     // Every append and value write is its own "transaction" here.
     return { batches: this.writes, writes: this.writes };
+  }
+
+  onCommit(listener: CommitListener): () => void {
+    return this.commits.add(listener);
   }
 
   close(): Promise<void> {
@@ -92,7 +99,7 @@ export class MemoryStore implements Store {
       if (!entities) this.journals.set(persistenceId, (entities = new Map()));
       entities.set(entityId, { events, snapshot });
     }
-    this.writes++;
+    this.committed();
   }
 
   private async events(persistenceId: string, entityId: string, fromSequence = 1): Promise<StoredEvent[]> {
@@ -127,7 +134,7 @@ export class MemoryStore implements Store {
         // A delete keeps the entry as a tombstone, so the version never goes back to 0.
         if (!entities) table.set(persistenceId, (entities = new Map()));
         entities.set(entityId, { version: expectedVersion + 1, value: copyPayload(write.value) });
-        this.writes++;
+        this.committed();
         return expectedVersion + 1;
       },
       entityIds: async (persistenceId) => {
@@ -137,6 +144,12 @@ export class MemoryStore implements Store {
         return sortByCodePoint(ids);
       },
     };
+  }
+
+  // A write is applied synchronously and alone: a batch of one, with nothing to wait for.
+  private committed(): void {
+    this.writes++;
+    this.commits.notify(1, 0);
   }
 
   private checkOpen(): void {

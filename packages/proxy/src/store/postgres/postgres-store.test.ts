@@ -63,7 +63,7 @@ describe("postgres store", () => {
     await server?.destroy();
   });
 
-  storeContract("postgres", () => open());
+  storeContract("postgres", () => open(), { groupCommit: true });
 
   describe("opening", () => {
     test("openStore opens a postgres URL; fsync durability keeps synchronous_commit on, relaxed turns it off", async () => {

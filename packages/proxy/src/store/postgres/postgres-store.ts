@@ -18,7 +18,10 @@ import pg from "pg";
 import {
   checkAppend,
   checkValueWrite,
+  CommitListeners,
+  secondsSince,
   StoreUnavailableError,
+  type CommitListener,
   type Durability,
   type Journal,
   type JournalAppend,
@@ -95,6 +98,7 @@ export class PostgresStore implements Store {
   private ended: Promise<void> | undefined;
   private batches = 0;
   private writes = 0;
+  private readonly commits = new CommitListeners();
 
   /**
    * Connects, creates or migrates the schema, and returns the open store. Rejects with
@@ -176,6 +180,10 @@ export class PostgresStore implements Store {
 
   stats(): StoreStats {
     return { batches: this.batches, writes: this.writes };
+  }
+
+  onCommit(listener: CommitListener): () => void {
+    return this.commits.add(listener);
   }
 
   async settings(): Promise<PostgresSettings> {
@@ -289,6 +297,8 @@ export class PostgresStore implements Store {
       return;
     }
     let outcomes;
+    // The transaction only: the wait for a connection is the pool's, not the commit's.
+    const startNs = process.hrtime.bigint();
     try {
       outcomes = await commitBatch(client, this.sql, batch);
       client.release();
@@ -304,6 +314,7 @@ export class PostgresStore implements Store {
     if (written > 0) {
       this.batches++;
       this.writes += written;
+      this.commits.notify(written, secondsSince(startNs));
     }
     batch.forEach((pending, i) => {
       const outcome = outcomes[i];

@@ -42,7 +42,7 @@ describe("sqlite store", () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  storeContract("sqlite", async () => new SqliteStore(freshPath()));
+  storeContract("sqlite", async () => new SqliteStore(freshPath()), { groupCommit: true });
 
   describe("durability", () => {
     test("data survives closing and reopening the file", async () => {

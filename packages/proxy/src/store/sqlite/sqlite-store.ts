@@ -11,9 +11,12 @@ import Database from "better-sqlite3";
 import {
   checkAppend,
   checkValueWrite,
+  CommitListeners,
+  secondsSince,
   SequenceConflictError,
   StoreUnavailableError,
   VersionConflictError,
+  type CommitListener,
   type Durability,
   type Journal,
   type JournalAppend,
@@ -92,6 +95,7 @@ export class SqliteStore implements Store {
   private closed = false;
   private batches = 0;
   private writes = 0;
+  private readonly commits = new CommitListeners();
 
   private readonly selectHead: Database.Statement<[string, string], number | null>;
   private readonly selectSnapshot: Database.Statement<[string, string], StoredSnapshot>;
@@ -172,6 +176,10 @@ export class SqliteStore implements Store {
     return { batches: this.batches, writes: this.writes };
   }
 
+  onCommit(listener: CommitListener): () => void {
+    return this.commits.add(listener);
+  }
+
   settings(): SqliteSettings {
     this.checkOpen();
     return {
@@ -229,6 +237,7 @@ export class SqliteStore implements Store {
     if (batch.length === 0) return;
     this.queue = [];
     let writes: number;
+    const startNs = process.hrtime.bigint();
     try {
       writes = this.commitBatch(batch);
     } catch (cause) {
@@ -242,6 +251,7 @@ export class SqliteStore implements Store {
     if (writes > 0) {
       this.batches++;
       this.writes += writes;
+      this.commits.notify(writes, secondsSince(startNs));
     }
     for (const pending of batch) {
       if (pending.conflict) pending.reject(pending.conflict);
