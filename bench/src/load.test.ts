@@ -2,8 +2,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
-import { AddLineItemSchema } from "../../examples/shopping-cart/src/gen/com/example/shoppingcart/shoppingcart_pb.js";
-import { encodeRequests, latencyStats, percentile } from "./load.js";
+import {
+  AddLineItemSchema,
+  GetShoppingCartSchema,
+} from "../../examples/shopping-cart/src/gen/com/example/shoppingcart/shoppingcart_pb.js";
+import { encodeGetCartRequests, encodeRequests, getCartHttpPath, latencyStats, percentile } from "./load.js";
 import { selfTimes } from "./profile-summary.js";
 
 describe("percentile", () => {
@@ -87,4 +90,16 @@ test("profile summary sums self time per function from samples and time deltas",
   assert.equal(total, 3);
   assert.deepEqual(rows[0], { name: "hot", location: "pkg/a.js:10", selfMs: 2, percent: 66.7 });
   assert.deepEqual(rows[1], { name: "cold", location: "pkg/a.js:20", selfMs: 1, percent: 33.3 });
+});
+
+describe("GetCart requests", () => {
+  test("gRPC: one GetShoppingCart per cart; HTTP: GET /carts/{user_id}", () => {
+    const reqs = encodeGetCartRequests(3);
+    assert.equal(reqs.length, 3);
+    assert.deepEqual(
+      reqs.map((b) => fromBinary(GetShoppingCartSchema, b).userId),
+      ["cart-0", "cart-1", "cart-2"],
+    );
+    assert.equal(getCartHttpPath(7), "/carts/cart-7");
+  });
 });

@@ -1,11 +1,25 @@
-// The load generator: a closed loop of `concurrency` callers sending ShoppingCart/AddItem over
-// grpc-js. Requests are encoded once up front and passed through identity serializers, so the
-// generator spends its time in grpc-js, not in protobuf; replies are not decoded.
+// The load generator: a closed loop of `concurrency` callers sending ShoppingCart/AddItem (or
+// GetCart) over grpc-js, or GetCart as HTTP/1.1 `GET /carts/{user_id}` over node's http module
+// with a keep-alive agent. gRPC requests are encoded once up front and passed through identity
+// serializers, so the generator spends its time in grpc-js, not in protobuf; replies are not
+// decoded (HTTP bodies are read, not parsed).
+import * as http from "node:http";
 import * as grpc from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { AddLineItemSchema } from "../../examples/shopping-cart/src/gen/com/example/shoppingcart/shoppingcart_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  AddLineItemSchema,
+  CartSchema,
+  GetShoppingCartSchema,
+} from "../../examples/shopping-cart/src/gen/com/example/shoppingcart/shoppingcart_pb.js";
 
 export const ADD_ITEM_PATH = "/com.example.shoppingcart.ShoppingCart/AddItem";
+export const GET_CART_PATH = "/com.example.shoppingcart.ShoppingCart/GetCart";
+
+/**
+ * What each caller sends: `add-item` (gRPC AddItem, the default), `get-cart-grpc` (gRPC GetCart)
+ * or `get-cart-http` (HTTP/1.1 `GET /carts/{user_id}`, the proxy's transcoded route).
+ */
+export type LoadMode = "add-item" | "get-cart-grpc" | "get-cart-http";
 
 export interface LoadOptions {
   /** host:port of the server. */
@@ -28,6 +42,8 @@ export interface LoadOptions {
   readonly threads?: number;
   /** Per-request deadline. Default 30 s. */
   readonly deadlineMs?: number;
+  /** What to send. Default "add-item". */
+  readonly mode?: LoadMode;
 }
 
 export interface LatencyStats {
@@ -103,6 +119,19 @@ export function encodeRequests(keys: number, products: number): Buffer[] {
   return out;
 }
 
+/** GetCart of every cart encoded once: index cart. */
+export function encodeGetCartRequests(keys: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let k = 0; k < keys; k++) {
+    const bytes = toBinary(GetShoppingCartSchema, create(GetShoppingCartSchema, { userId: cartId(k) }));
+    out.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+  return out;
+}
+
+/** The HTTP path of cart i's GetCart (`GET /carts/{user_id}`). */
+export const getCartHttpPath = (i: number): string => `/carts/${encodeURIComponent(cartId(i))}`;
+
 const identity = (b: Buffer): Buffer => b;
 
 /** Opens `channels` clients on separate HTTP/2 connections and waits until each is connected. */
@@ -154,6 +183,8 @@ export interface CallerPlan {
   /** Where round-robin starts, so threads do not walk the carts in lockstep. */
   readonly firstKey: number;
   readonly deadlineMs: number;
+  /** What to send; absent means "add-item". */
+  readonly mode?: LoadMode;
 }
 
 /** Connected callers, waiting for the instants at which to start, measure and stop. */
@@ -162,64 +193,211 @@ export interface PreparedCallers {
   close(): void;
 }
 
-export async function prepareCallers(plan: CallerPlan): Promise<PreparedCallers> {
+export function prepareCallers(plan: CallerPlan): Promise<PreparedCallers> {
+  return plan.mode === "get-cart-http" ? prepareHttpCallers(plan) : prepareGrpcCallers(plan);
+}
+
+/** The growing array of measured latencies plus the counters every caller updates. */
+class Tally {
+  latencies = new Float64Array(1 << 16);
+  ok = 0;
+  errors = 0;
+  completed = 0;
+  readonly errorSamples: string[] = [];
+
+  constructor(
+    private readonly measureFrom: bigint,
+    private readonly measureTo: bigint,
+  ) {}
+
+  success(sent: bigint, done: bigint): void {
+    this.completed++;
+    if (done < this.measureFrom || done >= this.measureTo) return;
+    if (this.ok === this.latencies.length) {
+      const grown = new Float64Array(this.latencies.length * 2);
+      grown.set(this.latencies);
+      this.latencies = grown;
+    }
+    this.latencies[this.ok++] = Number(done - sent);
+  }
+
+  failure(text: string): void {
+    this.completed++;
+    this.errors++;
+    if (this.errorSamples.length < MAX_ERROR_SAMPLES && !this.errorSamples.includes(text)) this.errorSamples.push(text);
+  }
+
+  result(): CallerTally {
+    const { ok, errors, errorSamples, completed } = this;
+    return { latencies: this.latencies.slice(0, ok), ok, errors, errorSamples, completed };
+  }
+}
+
+/** Runs `concurrency` closed-loop callers until measureTo; send(done) issues one request. */
+async function closedLoop(
+  concurrency: number,
+  measureTo: bigint,
+  send: (caller: number, done: () => void) => void,
+): Promise<void> {
+  await Promise.all(
+    Array.from(
+      { length: concurrency },
+      (_, i) =>
+        new Promise<void>((resolve) => {
+          const next = (): void => {
+            if (process.hrtime.bigint() >= measureTo) resolve();
+            else send(i, next);
+          };
+          next();
+        }),
+    ),
+  );
+}
+
+/** Callers of HTTP/1.1 `GET /carts/{user_id}` over one keep-alive agent (maxSockets = concurrency). */
+async function prepareHttpCallers(plan: CallerPlan): Promise<PreparedCallers> {
+  const { concurrency, keys, random, deadlineMs } = plan;
+  const colon = plan.target.lastIndexOf(":");
+  const host = plan.target.slice(0, colon);
+  const port = Number(plan.target.slice(colon + 1));
+  const paths = Array.from({ length: keys }, (_, k) => getCartHttpPath(k));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency });
+  let next = plan.firstKey;
+  const pick = (): string => paths[random ? Math.floor(Math.random() * keys) : next++ % keys]!;
+
+  const run = async (measureFrom: bigint, measureTo: bigint): Promise<CallerTally> => {
+    const tally = new Tally(measureFrom, measureTo);
+    await closedLoop(concurrency, measureTo, (_caller, done) => {
+      const sent = process.hrtime.bigint();
+      let finished = false;
+      const finish = (error: string | undefined): void => {
+        if (finished) return;
+        finished = true;
+        if (error === undefined) tally.success(sent, process.hrtime.bigint());
+        else tally.failure(error);
+        done();
+      };
+      const req = http.request({ agent, host, port, path: pick(), method: "GET", timeout: deadlineMs }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status === 200) {
+          res.on("data", () => undefined);
+        } else {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => {
+            if (body.length < 200) body += chunk;
+          });
+          res.once("end", () => finish(`HTTP ${status}: ${body.slice(0, 200)}`));
+        }
+        res.once("end", () => finish(undefined));
+        res.once("error", (e) => finish(`response: ${e.message}`));
+      });
+      req.once("timeout", () => req.destroy(new Error(`no reply within ${deadlineMs} ms`)));
+      req.once("error", (e) => finish(`request: ${e.message}`));
+      req.end();
+    });
+    return tally.result();
+  };
+  return { run, close: () => agent.destroy() };
+}
+
+async function prepareGrpcCallers(plan: CallerPlan): Promise<PreparedCallers> {
   const { concurrency, channels, keys, products, random, deadlineMs } = plan;
-  const requests = encodeRequests(keys, products);
+  const getCart = plan.mode === "get-cart-grpc";
+  const path = getCart ? GET_CART_PATH : ADD_ITEM_PATH;
+  const requests = getCart ? encodeGetCartRequests(keys) : encodeRequests(keys, products);
   const clients = await connect(plan.target, channels);
   let next = plan.firstKey;
   const pick = (): Buffer => {
     const k = random ? Math.floor(Math.random() * keys) : next++ % keys;
-    return requests[k * products + Math.floor(Math.random() * products)]!;
+    return getCart ? requests[k]! : requests[k * products + Math.floor(Math.random() * products)]!;
   };
 
   const run = async (measureFrom: bigint, measureTo: bigint): Promise<CallerTally> => {
-    let latencies = new Float64Array(1 << 16);
-    let ok = 0;
-    let errors = 0;
-    let completed = 0;
-    const errorSamples: string[] = [];
-
-    const caller = (client: grpc.Client): Promise<void> =>
-      new Promise((resolve) => {
-        const send = (): void => {
-          const sent = process.hrtime.bigint();
-          if (sent >= measureTo) {
-            resolve();
-            return;
-          }
-          client.makeUnaryRequest(
-            ADD_ITEM_PATH,
-            identity,
-            identity,
-            pick(),
-            new grpc.Metadata(),
-            { deadline: Date.now() + deadlineMs },
-            (err) => {
-              const done = process.hrtime.bigint();
-              completed++;
-              if (err) {
-                errors++;
-                const text = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
-                if (errorSamples.length < MAX_ERROR_SAMPLES && !errorSamples.includes(text)) errorSamples.push(text);
-              } else if (done >= measureFrom && done < measureTo) {
-                if (ok === latencies.length) {
-                  const grown = new Float64Array(latencies.length * 2);
-                  grown.set(latencies);
-                  latencies = grown;
-                }
-                latencies[ok++] = Number(done - sent);
-              }
-              send();
-            },
-          );
-        };
-        send();
-      });
-
-    await Promise.all(Array.from({ length: concurrency }, (_, i) => caller(clients[i % channels]!)));
-    return { latencies: latencies.slice(0, ok), ok, errors, errorSamples, completed };
+    const tally = new Tally(measureFrom, measureTo);
+    await closedLoop(concurrency, measureTo, (caller, done) => {
+      const sent = process.hrtime.bigint();
+      clients[caller % channels]!.makeUnaryRequest(
+        path,
+        identity,
+        identity,
+        pick(),
+        new grpc.Metadata(),
+        { deadline: Date.now() + deadlineMs },
+        (err) => {
+          if (err) tally.failure(`${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`);
+          else tally.success(sent, process.hrtime.bigint());
+          done();
+        },
+      );
+    });
+    return tally.result();
   };
   return { run, close: () => clients.forEach((c) => c.close()) };
+}
+
+/**
+ * Fills carts before a GetCart load: `itemsPerCart` AddItems (products 0..itemsPerCart-1) for each
+ * of the `keys` carts, `concurrency` at a time over one connection. Not measured; throws on the
+ * first error, since a GetCart load over carts that failed to fill would measure something else.
+ */
+export async function populateCarts(target: string, keys: number, itemsPerCart: number, concurrency = 64): Promise<number> {
+  const requests = encodeRequests(keys, itemsPerCart);
+  const [client] = await connect(target, 1);
+  let next = 0;
+  let failure: Error | undefined;
+  try {
+    await Promise.all(
+      Array.from(
+        { length: Math.min(concurrency, requests.length) },
+        () =>
+          new Promise<void>((resolve) => {
+            const send = (): void => {
+              if (failure || next >= requests.length) return resolve();
+              client!.makeUnaryRequest(ADD_ITEM_PATH, identity, identity, requests[next++]!, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err) => {
+                if (err) failure ??= new Error(`populating carts: ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`);
+                send();
+              });
+            };
+            send();
+          }),
+      ),
+    );
+  } finally {
+    client!.close();
+  }
+  if (failure) throw failure;
+  return requests.length;
+}
+
+/** Line items in cart i as GetCart returns it over gRPC or HTTP/JSON: a check that the load reads real carts. */
+export async function cartItems(target: string, mode: "get-cart-grpc" | "get-cart-http", i: number): Promise<number> {
+  if (mode === "get-cart-grpc") {
+    const [client] = await connect(target, 1);
+    try {
+      const reply = await new Promise<Buffer>((resolve, reject) =>
+        client!.makeUnaryRequest(GET_CART_PATH, identity, identity, encodeGetCartRequests(i + 1)[i]!, (err, value) =>
+          err || !value ? reject(err ?? new Error("no reply")) : resolve(value),
+        ),
+      );
+      return fromBinary(CartSchema, reply).items.length;
+    } finally {
+      client!.close();
+    }
+  }
+  const colon = target.lastIndexOf(":");
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = http.get({ host: target.slice(0, colon), port: Number(target.slice(colon + 1)), path: getCartHttpPath(i), timeout: 10_000 }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (text += c));
+      res.once("end", () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`GET ${getCartHttpPath(i)}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`))));
+    });
+    req.once("timeout", () => req.destroy(new Error("timeout")));
+    req.once("error", reject);
+  });
+  const items = (JSON.parse(body) as { items?: unknown[] }).items;
+  return Array.isArray(items) ? items.length : 0;
 }
 
 /** Merges the tallies of several threads into the reported result. */
@@ -271,6 +449,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     random: options.keyOrder === "random",
     firstKey: Math.floor((t * keys) / threads),
     deadlineMs: options.deadlineMs ?? 30_000,
+    mode: options.mode ?? "add-item",
   }));
   const window = (): [bigint, bigint] => {
     const measureFrom = process.hrtime.bigint() + BigInt(Math.round(warmupS * 1e9));

@@ -1,10 +1,11 @@
 // The benchmark: AddItem under a closed-loop load, against the bare-gRPC floor and through the
-// proxy (SQLite, memory and PostgreSQL stores). Servers run as child processes on free loopback ports; the
+// proxy (SQLite, memory and PostgreSQL stores); and GetCart through the proxy on SQLite over gRPC
+// and over HTTP/JSON (getcart-grpc, getcart-http). Servers run as child processes on free loopback ports; the
 // load generator runs here. Prints ONE JSON document to stdout; progress goes to stderr.
 //
 //   npm run bench -- --scenario all --duration 10
 //
-// Options: --scenario floor|proxy-sqlite|proxy-memory|proxy-postgres|all, --concurrency N, --keys N,
+// Options: --scenario floor|proxy-sqlite|proxy-memory|proxy-postgres|getcart-grpc|getcart-http|all, --concurrency N, --keys N,
 // --duration S, --warmup S, --channels N, --threads N, --uf sdk|raw, --durability fsync|relaxed,
 // --key-order round-robin|random, --repeat N, --proxy-node-args=A, --profile DIR, --json-out FILE,
 // --verbose (see USAGE below).
@@ -19,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startTestPostgres } from "../../packages/proxy/src/store/postgres/test-server.js";
 import type * as PgTypes from "pg";
-import { runLoad, type LoadResult } from "./load.js";
+import { cartItems, populateCarts, runLoad, type LoadMode, type LoadResult } from "./load.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = join(ROOT, "packages/cli/bin/cloudstate.js");
@@ -30,14 +31,22 @@ const HOST = "127.0.0.1";
 // `npm run bench` runs in bench/; relative paths given on the command line are the caller's.
 const INVOKED_FROM = process.env.INIT_CWD ?? process.cwd();
 
-const SCENARIOS = ["floor", "proxy-sqlite", "proxy-memory", "proxy-postgres"] as const;
+const SCENARIOS = ["floor", "proxy-sqlite", "proxy-memory", "proxy-postgres", "getcart-grpc", "getcart-http"] as const;
 type Scenario = (typeof SCENARIOS)[number];
+/** What `all` runs: the AddItem scenarios (the GetCart pair is asked for by name). */
+const ALL: readonly Scenario[] = ["floor", "proxy-sqlite", "proxy-memory", "proxy-postgres"];
+type ProxyScenario = Exclude<Scenario, "floor">;
+/** Line items put into every cart before a GetCart load (AddItem of products 0..n-1). */
+const GETCART_ITEMS_PER_CART = 3;
 type UfKind = "sdk" | "raw";
 
 const USAGE = `usage: npm run bench -- [options]
-  --scenario floor|proxy-sqlite|proxy-memory|proxy-postgres|all
-                       (default all; a comma-separated list also works; proxy-postgres starts a
-                       throwaway PostgreSQL server from the installed binaries)
+  --scenario floor|proxy-sqlite|proxy-memory|proxy-postgres|getcart-grpc|getcart-http|all
+                       (default all = the four AddItem scenarios; a comma-separated list also
+                       works; proxy-postgres starts a throwaway PostgreSQL server from the
+                       installed binaries; getcart-grpc / getcart-http: GetCart through the proxy
+                       on SQLite over gRPC / over HTTP/1.1 GET /carts/{user_id}, every cart first
+                       filled with ${GETCART_ITEMS_PER_CART} items)
   --concurrency N      callers, one request in flight each (default 64)
   --keys N             distinct carts (default 1000)
   --duration S         measured seconds (default 10)
@@ -82,6 +91,8 @@ interface ScenarioResult extends Measured {
   store?: string;
   /** proxy-postgres: what PostgreSQL counted over the load (pg_stat_database), see postgresStats(). */
   postgres?: PostgresLoadStats;
+  /** getcart-*: how the carts were filled before the (GetCart-only) load, and the transport. */
+  getCart?: { itemsPerCart: number; populateAddItems: number; transport: string };
 }
 
 function parseParams(argv: string[]): Params {
@@ -114,9 +125,9 @@ function parseParams(argv: string[]): Params {
   }
   const scenarios: Scenario[] = [];
   for (const s of values.scenario.split(",").map((x) => x.trim())) {
-    if (s === "all") scenarios.push(...SCENARIOS);
+    if (s === "all") scenarios.push(...ALL);
     else if ((SCENARIOS as readonly string[]).includes(s)) scenarios.push(s as Scenario);
-    else usage(`unknown --scenario "${s}": expected floor, proxy-sqlite, proxy-memory, proxy-postgres or all`);
+    else usage(`unknown --scenario "${s}": expected floor, proxy-sqlite, proxy-memory, proxy-postgres, getcart-grpc, getcart-http or all`);
   }
   const uf = values.uf ?? "auto";
   if (uf !== "sdk" && uf !== "raw" && uf !== "auto") usage(`unknown --uf "${uf}": expected sdk or raw`);
@@ -345,7 +356,7 @@ function machineCpu(): { busy: number; iowait: number; steal: number } | undefin
   }
 }
 
-async function runMeasured(p: Params, port: number, children: Child[]): Promise<Measured> {
+async function runMeasured(p: Params, port: number, children: Child[], mode: LoadMode = "add-item"): Promise<Measured> {
   const machineBefore = machineCpu();
   const wallBefore = process.hrtime.bigint();
   const before = cpuSnapshot(children);
@@ -358,6 +369,7 @@ async function runMeasured(p: Params, port: number, children: Child[]): Promise<
     channels: p.channels,
     threads: p.threads,
     keyOrder: p.keyOrder,
+    mode,
   });
   const cpuSeconds = cpuDelta(before, cpuSnapshot(children));
   const wallSeconds = Number(process.hrtime.bigint() - wallBefore) / 1e9;
@@ -471,12 +483,14 @@ async function stopAll(children: Child[]): Promise<void> {
 
 let chosenUf: UfKind | undefined;
 
-async function runProxy(p: Params, scenario: "proxy-sqlite" | "proxy-memory" | "proxy-postgres"): Promise<ScenarioResult> {
+async function runProxy(p: Params, scenario: ProxyScenario): Promise<ScenarioResult> {
   const dir = mkdtempSync(join(tmpdir(), "cloudstate-bench-"));
   tempDirs.add(dir);
   // proxy-postgres: a throwaway server (initdb in a temp dir, fsync on), destroyed after the run.
   const postgres = scenario === "proxy-postgres" ? await startTestPostgres() : undefined;
-  const store = postgres ? postgres.url : scenario === "proxy-sqlite" ? `sqlite:${join(dir, "bench.db")}` : "memory";
+  const sqlite = scenario === "proxy-sqlite" || scenario === "getcart-grpc" || scenario === "getcart-http";
+  const mode: LoadMode = scenario === "getcart-grpc" ? "get-cart-grpc" : scenario === "getcart-http" ? "get-cart-http" : "add-item";
+  const store = postgres ? postgres.url : sqlite ? `sqlite:${join(dir, "bench.db")}` : "memory";
   // What logs and the report may say about the store: never the password.
   const storeLabel = postgres ? `postgres://cloudstate@${HOST}:${postgres.port}/postgres` : store;
   try {
@@ -493,15 +507,27 @@ async function runProxy(p: Params, scenario: "proxy-sqlite" | "proxy-memory" | "
     chosenUf = uf;
     const durable = scenario !== "proxy-memory";
     progress(`${scenario}: proxy on ${HOST}:${pair.port}, user function ${uf}, store ${storeLabel}${durable ? ` (${p.durability})` : ""}; loading`);
-    const label = scenario === "proxy-sqlite" ? `sqlite (${p.durability})` : postgres ? `postgres (${p.durability}, local server)` : "memory";
+    const label = sqlite ? `sqlite (${p.durability})` : postgres ? `postgres (${p.durability}, local server)` : "memory";
     let result: Measured;
+    let getCart: ScenarioResult["getCart"];
     const before = postgres ? await postgresCounters(postgres.url) : undefined;
     try {
-      result = await runMeasured(p, pair.port, pair.children);
+      if (mode !== "add-item") {
+        // Not measured (before the CPU snapshot): every cart gets a few items, so each GetCart
+        // replays a journal and returns a non-empty cart.
+        const target = `${HOST}:${pair.port}`;
+        const t0 = Date.now();
+        const added = await populateCarts(target, p.keys, GETCART_ITEMS_PER_CART, p.concurrency);
+        const items = await cartItems(target, mode, 0);
+        if (items !== GETCART_ITEMS_PER_CART) throw new Error(`${scenario}: cart-0 has ${items} items after populating, expected ${GETCART_ITEMS_PER_CART}`);
+        getCart = { itemsPerCart: GETCART_ITEMS_PER_CART, populateAddItems: added, transport: mode === "get-cart-http" ? "http/1.1 json (keep-alive)" : "grpc" };
+        progress(`${scenario}: filled ${p.keys} carts with ${GETCART_ITEMS_PER_CART} items (${added} AddItems, ${Date.now() - t0} ms); cart-0 reads back ${items} items; loading GetCart`);
+      }
+      result = await runMeasured(p, pair.port, pair.children, mode);
     } finally {
       await stopAll(pair.children);
     }
-    if (!postgres || !before) return { scenario, uf, store: label, ...result };
+    if (!postgres || !before) return { scenario, uf, store: label, ...result, ...(getCart ? { getCart } : {}) };
     // The proxy's sessions have ended: their statistics reach pg_stat_* as each backend exits.
     await sleep(1_000);
     const stats = postgresStats(before, await postgresCounters(postgres.url), result.completed);
@@ -582,6 +608,11 @@ const POSTGRES_BAR = {
   minThroughputRatio: 0.7,
 };
 
+const GETCART_BAR = {
+  text: "HTTP/JSON GetCart sustains at least 80% of the gRPC path's throughput at 64 concurrent callers",
+  minThroughputRatio: 0.8,
+};
+
 const ratio = (a: ScenarioResult | undefined, b: ScenarioResult | undefined): number | null =>
   a && b && b.throughput > 0 ? Math.round((a.throughput / b.throughput) * 1000) / 1000 : null;
 
@@ -594,7 +625,10 @@ function report(p: Params, results: ScenarioResult[], busyBeforeStartPercent: nu
     proxyMemoryVsFloor: ratio(by("proxy-memory"), floor),
     proxyPostgresVsFloor: ratio(by("proxy-postgres"), floor),
     proxyPostgresVsSqlite: ratio(by("proxy-postgres"), sqlite),
+    getCartHttpVsGrpc: ratio(by("getcart-http"), by("getcart-grpc")),
   };
+  const getCartGrpc = by("getcart-grpc");
+  const getCartHttp = by("getcart-http");
   const postgres = by("proxy-postgres");
   const postgresBarApplies = postgres !== undefined && sqlite !== undefined && p.durability === "fsync";
   const cpu = cpus();
@@ -655,6 +689,22 @@ function report(p: Params, results: ScenarioResult[], busyBeforeStartPercent: nu
             p.profileDir === undefined,
         }
       : null,
+    getCartBar:
+      getCartGrpc && getCartHttp
+        ? {
+            text: GETCART_BAR.text,
+            ratio: ratios.getCartHttpVsGrpc,
+            zeroErrors: (getCartGrpc.repeats?.errors ?? getCartGrpc.errors) === 0 && (getCartHttp.repeats?.errors ?? getCartHttp.errors) === 0,
+            met:
+              ratios.getCartHttpVsGrpc !== null &&
+              ratios.getCartHttpVsGrpc >= GETCART_BAR.minThroughputRatio &&
+              (getCartGrpc.repeats?.errors ?? getCartGrpc.errors) === 0 &&
+              (getCartHttp.repeats?.errors ?? getCartHttp.errors) === 0 &&
+              p.concurrency === 64 &&
+              p.proxyNodeArgs.length === 0 &&
+              p.profileDir === undefined,
+          }
+        : null,
   };
 }
 
@@ -712,6 +762,10 @@ async function main(): Promise<void> {
   }
   const results = p.scenarios.map((s) => medianRun(runs.get(s)!));
   const doc = report(p, results, busyBeforeStart);
+  if (doc.getCartBar) {
+    const g = doc.getCartBar;
+    progress(`getcart http/grpc = ${g.ratio} (bar ≥ ${GETCART_BAR.minThroughputRatio}), zero errors ${g.zeroErrors}: bar ${g.met ? "met" : "NOT met"}`);
+  }
   const json = `${JSON.stringify(doc, null, 2)}\n`;
   process.stdout.write(json);
   if (p.jsonOut) {
