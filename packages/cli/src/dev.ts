@@ -17,7 +17,8 @@ export async function runDev(dir: string, flags: ProxyFlags): Promise<void> {
     config = resolveConfig(
       { ...configInput(flags), userFunctionHost: "127.0.0.1", userFunctionPort: ufPort },
       process.env,
-      { host: "127.0.0.1", dataDir: join(root, ".data"), logLevel: "warn", console: true },
+      // Dev mode must not fail because 9090 is taken: metrics go to a free port (the summary prints it).
+      { host: "127.0.0.1", dataDir: join(root, ".data"), logLevel: "warn", console: true, metricsPort: 0 },
     );
   } catch (e) {
     fail((e as Error).message);
