@@ -76,6 +76,33 @@ describe("the counters through the proxy, on SQLite", () => {
     assert.equal((await client().unary(Counter.method.increment, { counterId: "hits", by: 5n })).value, BigInt(INCREMENTS + 5));
   });
 
+  test("Watch over HTTP/JSON is a server-sent event stream of the values", async () => {
+    const aborter = new AbortController();
+    const res = await fetch(`http://127.0.0.1:${proxy!.port}/com.example.counter.Counter/Watch`, {
+      method: "POST",
+      headers: { accept: "text/event-stream" },
+      body: JSON.stringify({ counterId: "sse" }),
+      signal: aborter.signal,
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = "";
+    const readUntil = async (events: number) => {
+      while ((text.match(/^data: /gm) ?? []).length < events) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended after ${JSON.stringify(text)}`);
+        text += Buffer.from(value).toString("utf8");
+      }
+    };
+    await readUntil(1);
+    await client().unary(Counter.method.increment, { counterId: "sse", by: 3n });
+    await readUntil(2);
+    // Proto3 JSON leaves default values out: a zero counter is `{}`.
+    assert.deepEqual(text.match(/^data: .*$/gm), ['data: {}', 'data: {"value":"3"}']);
+    aborter.abort();
+  });
+
   test("Watch receives the value at once and after every change, until it is cancelled", async () => {
     const c = client();
     const watch = c.stream(Counter.method.watch, { counterId: "watched" });

@@ -3,12 +3,12 @@
 import * as grpc from "@grpc/grpc-js";
 import { Code, ProxyError } from "../errors.js";
 import type { Dispatcher, Reply } from "../effects/dispatcher.js";
-import { readEntityId } from "../discovery/entity-key.js";
 import type { MethodModel, ServiceModel } from "../discovery/service-model.js";
 import type { CommandOutcome, EntityService } from "../entities/command.js";
 import { ActionService } from "../entities/action/action-service.js";
 import type { Logger } from "../telemetry/logger.js";
 import { metadataFromGrpc, metadataToGrpc } from "./metadata.js";
+import { serverStreamOutcomes } from "./streamed.js";
 import { REQUEST_ID_HEADER, requestIdOf, withRequestId } from "./request-id.js";
 
 const passThrough = (bytes: Buffer): Buffer => bytes;
@@ -46,10 +46,10 @@ export function addUserServices(
       const ctx = new CallHandlers(service, method, dispatcher, log);
       implementation[method.name] = !method.clientStreaming && !method.serverStreaming
         ? ctx.unary
-        : handler instanceof ActionService
-          ? ctx.actionStream(handler)
-          : handler?.handleStreamed && !method.clientStreaming
-            ? ctx.entityStream(handler)
+        : !method.clientStreaming
+          ? ctx.serverStream(handler)
+          : handler instanceof ActionService
+            ? ctx.actionClientStream(handler)
             : ctx.unsupported;
     }
     server.addService(definition as grpc.ServiceDefinition, implementation);
@@ -90,9 +90,10 @@ class CallHandlers {
     call.emit("error", toServiceError(new ProxyError(Code.UNIMPLEMENTED, `${this.method.path}: streaming calls are not supported yet for ${this.service.kind} services`)));
   };
 
-  actionStream(action: ActionService) {
+  /** Client-streaming and bidirectional action calls. */
+  actionClientStream(action: ActionService) {
     const { method } = this;
-    if (method.clientStreaming && !method.serverStreaming) {
+    if (!method.serverStreaming) {
       return (call: grpc.ServerReadableStream<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
         const signal = abortOnCancel(call);
         const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
@@ -109,30 +110,26 @@ class CallHandlers {
           );
       };
     }
-    return (call: grpc.ServerWritableStream<Buffer, Uint8Array> | grpc.ServerDuplexStream<Buffer, Uint8Array>) => {
+    return (call: grpc.ServerDuplexStream<Buffer, Uint8Array>) => {
       const signal = abortOnCancel(call);
       const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
-      const outcomes = method.clientStreaming
-        ? action.streamed(method, requestsOf(call as grpc.ServerDuplexStream<Buffer, Uint8Array>), ctx.metadata, signal)
-        : action.streamedOut(method, (call as grpc.ServerWritableStream<Buffer, Uint8Array>).request, ctx.metadata, signal);
-      void this.relay(outcomes, call, ctx);
+      void this.relay(action.streamed(method, requestsOf(call), ctx.metadata, signal), call, ctx);
     };
   }
 
-  /** A server-streaming command of a keyed entity (CRDT): the entity's outcomes, relayed in order. */
-  entityStream(handler: EntityService) {
+  /** Server streaming (one request, a stream of replies): an action's or a CRDT entity's, as in streamed.ts. */
+  serverStream(handler: EntityService | undefined) {
     const { service, method } = this;
     return (call: grpc.ServerWritableStream<Buffer, Uint8Array>) => {
       const signal = abortOnCancel(call);
       const ctx = { signal, metadata: metadataFromGrpc(call.metadata) };
-      let entityId: string;
+      let outcomes: AsyncIterable<CommandOutcome>;
       try {
-        entityId = readEntityId(call.request, method.keyFields, method.desc.input.typeName);
+        outcomes = serverStreamOutcomes(handler, service, method, call.request, ctx.metadata, signal);
       } catch (error) {
         call.emit("error", this.failed(error));
         return;
       }
-      const outcomes = handler.handleStreamed!({ service, method, entityId, payload: call.request, metadata: ctx.metadata, signal });
       void this.relay(outcomes, call, ctx);
     };
   }

@@ -1,5 +1,5 @@
-// The outcomes of a server-streaming call (one request, a stream of replies), for the ingresses that
-// cannot go through grpc-services.ts: an action's streamedOut, or a keyed entity's handleStreamed (CRDT).
+// The outcomes of a server-streaming call (one request, a stream of replies), for every ingress
+// (gRPC, HTTP/JSON, gRPC-web/Connect): an action's streamedOut, or a keyed entity's handleStreamed (CRDT).
 import type { Metadata } from "@cloudstate-ts/protocol";
 import { Code, ProxyError } from "../errors.js";
 import { readEntityId } from "../discovery/entity-key.js";

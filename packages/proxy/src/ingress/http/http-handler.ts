@@ -7,8 +7,8 @@ import type { Metadata } from "@cloudstate-ts/protocol";
 import type { Registry } from "@bufbuild/protobuf";
 import { Code, ProxyError } from "../../errors.js";
 import type { Dispatcher } from "../../effects/dispatcher.js";
-import type { EntityService } from "../../entities/command.js";
-import { ActionService } from "../../entities/action/action-service.js";
+import type { CommandOutcome, EntityService } from "../../entities/command.js";
+import { serverStreamOutcomes } from "../streamed.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { metadataFromHttp, replyHeaders } from "./headers.js";
 import { REQUEST_ID_HEADER, requestIdOf, withRequestId, type RequestId } from "../request-id.js";
@@ -98,10 +98,6 @@ export class HttpHandler {
     if (method.clientStreaming) {
       throw new ProxyError(Code.UNIMPLEMENTED, `${name} is a client-streaming method, which HTTP/JSON cannot call; call it with gRPC`);
     }
-    const action = this.o.handlers.get(service.name);
-    if (method.serverStreaming && !(action instanceof ActionService)) {
-      throw new ProxyError(Code.UNIMPLEMENTED, `${name}: server-streaming calls over HTTP/JSON are not supported yet for ${service.kind} services`);
-    }
 
     const body = await readBody(req, this.o.maxMessageBytes);
     const payload = decodeRequest(route, { captures, query, body, contentType: req.headers["content-type"] }, this.o.registry);
@@ -114,7 +110,8 @@ export class HttpHandler {
     const ctx = { metadata, signal: aborter.signal, requestId: requestId.id };
 
     if (method.serverStreaming) {
-      await this.stream(req, res, route, action as ActionService, payload, ctx);
+      const outcomes = serverStreamOutcomes(this.o.handlers.get(service.name), service, method, payload, ctx.metadata, ctx.signal);
+      await this.stream(req, res, route, outcomes, ctx);
       return;
     }
     const reply = await this.o.dispatcher.call(service, method, payload, ctx);
@@ -132,8 +129,7 @@ export class HttpHandler {
     req: http.IncomingMessage,
     res: http.ServerResponse,
     route: HttpRoute,
-    action: ActionService,
-    payload: Uint8Array,
+    outcomes: AsyncIterable<CommandOutcome>,
     ctx: { metadata: Metadata | undefined; signal: AbortSignal; requestId: string },
   ): Promise<void> {
     const { service, method } = route;
@@ -145,7 +141,7 @@ export class HttpHandler {
       this.head(res, 200, { ...replyHeaders(metadata), "content-type": contentType, "cache-control": "no-cache" });
     };
     try {
-      for await (const outcome of action.streamedOut(method, payload, ctx.metadata, ctx.signal)) {
+      for await (const outcome of outcomes) {
         const reply = await this.o.dispatcher.settle(outcome, service, method, ctx);
         if (reply === undefined || res.destroyed) continue;
         const encoded = encodeResponse(route, reply.payload, this.o.registry);
