@@ -6,7 +6,18 @@ import { ProtocolError } from "./errors.js";
 import { describeError, type Logger } from "./logger.js";
 import type { OpenStream } from "./streams.js";
 
-export abstract class EntityStream<In, Out> implements OpenStream {
+/** What a stream knows of its entity once init has arrived. */
+export interface StreamInstance {
+  readonly entity: { readonly service: { readonly typeName: string } };
+  readonly entityId: string;
+}
+
+/** The shape every StreamIn shares: a oneof `message` whose `command` case carries an id. */
+type StreamIn = { readonly message: { readonly case: string | undefined; readonly value?: unknown } };
+
+export abstract class EntityStream<In extends StreamIn, Out, I extends StreamInstance> implements OpenStream {
+  /** Set by init; every later message is for this entity. */
+  protected instance: I | undefined;
   private busy = false;
   private stopping = false;
   private ended = false;
@@ -20,12 +31,39 @@ export abstract class EntityStream<In, Out> implements OpenStream {
 
   /** Handles one message from the proxy (writing any reply); throws to fail the stream. */
   protected abstract receive(message: In): Promise<void> | void;
-  /** The id of the command in `message`, 0 if it is not a command. */
-  protected abstract commandIdOf(message: In): bigint;
   /** The StreamOut that fails the stream. */
   protected abstract streamFailure(commandId: bigint, description: string): Out;
+
+  /** The id of the command in `message`, 0 if it is not a command. */
+  protected commandIdOf(message: In): bigint {
+    const m = message.message;
+    return m.case === "command" ? (m.value as { readonly id: bigint }).id : 0n;
+  }
+
   /** The entity in log lines once known, e.g. ` of sdktest.Counter entity "c1"`, else "". */
-  protected abstract describeEntity(): string;
+  protected describeEntity(): string {
+    return this.instance ? ` of ${this.instance.entity.service.typeName} entity "${this.instance.entityId}"` : "";
+  }
+
+  /**
+   * Starts the entity an init names. A second init, or a service no entity of this kind serves
+   * (`kind`, e.g. "value entity"), is a protocol error.
+   */
+  protected begin<E>(entities: ReadonlyMap<string, E>, init: { serviceName: string; entityId: string }, kind: string, start: (entity: E) => I): void {
+    if (this.instance) throw new ProtocolError(`a second init (for entity "${init.entityId}") on one stream`);
+    const entity = entities.get(init.serviceName);
+    if (!entity) {
+      const served = [...entities.keys()].join(", ") || "none";
+      throw new ProtocolError(`no ${kind} serves ${init.serviceName} (served: ${served})`);
+    }
+    this.instance = start(entity);
+  }
+
+  /** The entity, for a message that needs init first. */
+  protected started(what: string): I {
+    if (!this.instance) throw new ProtocolError(`received ${what} before init`);
+    return this.instance;
+  }
 
   async run(): Promise<void> {
     let commandId = 0n; // of the message in hand, for a stream failure (0 = not a command)

@@ -285,8 +285,7 @@ function failed(commandId: bigint, description: string, restart: boolean): CrdtS
 type Call = ServerDuplexStream<CrdtStreamIn, CrdtStreamOut>;
 
 /** One protocol stream: init, then commands, deltas, cancellations and maybe a delete, in order. */
-class CrdtStream extends EntityStream<CrdtStreamIn, CrdtStreamOut> {
-  private instance: CrdtInstance | undefined;
+class CrdtStream extends EntityStream<CrdtStreamIn, CrdtStreamOut, CrdtInstance> {
 
   constructor(
     call: Call,
@@ -319,35 +318,18 @@ class CrdtStream extends EntityStream<CrdtStreamIn, CrdtStreamOut> {
     }
   }
 
-  protected commandIdOf(message: CrdtStreamIn): bigint {
-    return message.message.case === "command" ? message.message.value.id : 0n;
-  }
 
   protected streamFailure(commandId: bigint, description: string): CrdtStreamOut {
     return streamOut("failure", { commandId, description });
   }
 
-  protected describeEntity(): string {
-    return this.instance ? ` of ${this.instance.entity.service.typeName} entity "${this.instance.entityId}"` : "";
-  }
 
   private writeAll(messages: readonly CrdtStreamOut[]): void {
     for (const message of messages) this.write(message);
   }
 
   private init(init: CrdtInit): void {
-    if (this.instance) throw new ProtocolError(`a second init (for entity "${init.entityId}") on one stream`);
-    const entity = this.entities.get(init.serviceName);
-    if (!entity) {
-      const served = [...this.entities.keys()].join(", ") || "none";
-      throw new ProtocolError(`no CRDT entity serves ${init.serviceName} (served: ${served})`);
-    }
-    this.instance = new CrdtInstance(entity, init.entityId, init.delta, this.logger);
-  }
-
-  private started(what: string): CrdtInstance {
-    if (!this.instance) throw new ProtocolError(`received ${what} before init`);
-    return this.instance;
+    this.begin(this.entities, init, "CRDT entity", (entity) => new CrdtInstance(entity, init.entityId, init.delta, this.logger));
   }
 }
 

@@ -124,8 +124,7 @@ function decode(schema: EventSourcedEntity["stateSchema"], url: string, any: Any
 type Call = ServerDuplexStream<EventSourcedStreamIn, EventSourcedStreamOut>;
 
 /** One protocol stream: init, then events and commands, in order. */
-class EventSourcedStream extends EntityStream<EventSourcedStreamIn, EventSourcedStreamOut> {
-  private instance: EventSourcedInstance | undefined;
+class EventSourcedStream extends EntityStream<EventSourcedStreamIn, EventSourcedStreamOut, EventSourcedInstance> {
 
   constructor(
     call: Call,
@@ -153,31 +152,14 @@ class EventSourcedStream extends EntityStream<EventSourcedStreamIn, EventSourced
     }
   }
 
-  protected commandIdOf(message: EventSourcedStreamIn): bigint {
-    return message.message.case === "command" ? message.message.value.id : 0n;
-  }
 
   protected streamFailure(commandId: bigint, description: string): EventSourcedStreamOut {
     return create(EventSourcedStreamOutSchema, { message: { case: "failure", value: { commandId, description } } });
   }
 
-  protected describeEntity(): string {
-    return this.instance ? ` of ${this.instance.entity.service.typeName} entity "${this.instance.entityId}"` : "";
-  }
 
   private init(init: EventSourcedInit): void {
-    if (this.instance) throw new ProtocolError(`a second init (for entity "${init.entityId}") on one stream`);
-    const entity = this.entities.get(init.serviceName);
-    if (!entity) {
-      const served = [...this.entities.keys()].join(", ") || "none";
-      throw new ProtocolError(`no event-sourced entity serves ${init.serviceName} (served: ${served})`);
-    }
-    this.instance = new EventSourcedInstance(entity, init.entityId, init.snapshot, this.logger);
-  }
-
-  private started(what: string): EventSourcedInstance {
-    if (!this.instance) throw new ProtocolError(`received ${what} before init`);
-    return this.instance;
+    this.begin(this.entities, init, "event-sourced entity", (entity) => new EventSourcedInstance(entity, init.entityId, init.snapshot, this.logger));
   }
 }
 

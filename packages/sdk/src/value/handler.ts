@@ -100,8 +100,7 @@ function failed(commandId: bigint, description: string, restart: boolean): Value
 type Call = ServerDuplexStream<ValueEntityStreamIn, ValueEntityStreamOut>;
 
 /** One protocol stream: init, then commands, in order. */
-class ValueEntityStream extends EntityStream<ValueEntityStreamIn, ValueEntityStreamOut> {
-  private instance: ValueEntityInstance | undefined;
+class ValueEntityStream extends EntityStream<ValueEntityStreamIn, ValueEntityStreamOut, ValueEntityInstance> {
 
   constructor(
     call: Call,
@@ -117,8 +116,7 @@ class ValueEntityStream extends EntityStream<ValueEntityStreamIn, ValueEntityStr
         this.init(message.message.value);
         break;
       case "command": {
-        if (!this.instance) throw new ProtocolError("received a command before init");
-        const reply = await this.instance.handle(message.message.value);
+        const reply = await this.started("a command").handle(message.message.value);
         this.write(create(ValueEntityStreamOutSchema, { message: { case: "reply", value: reply } }));
         break;
       }
@@ -127,27 +125,15 @@ class ValueEntityStream extends EntityStream<ValueEntityStreamIn, ValueEntityStr
     }
   }
 
-  protected commandIdOf(message: ValueEntityStreamIn): bigint {
-    return message.message.case === "command" ? message.message.value.id : 0n;
-  }
 
   protected streamFailure(commandId: bigint, description: string): ValueEntityStreamOut {
     return create(ValueEntityStreamOutSchema, { message: { case: "failure", value: { commandId, description } } });
   }
 
-  protected describeEntity(): string {
-    return this.instance ? ` of ${this.instance.entity.service.typeName} entity "${this.instance.entityId}"` : "";
-  }
 
   private init(init: ValueEntityInit): void {
-    if (this.instance) throw new ProtocolError(`a second init (for entity "${init.entityId}") on one stream`);
-    const entity = this.entities.get(init.serviceName);
-    if (!entity) {
-      const served = [...this.entities.keys()].join(", ") || "none";
-      throw new ProtocolError(`no value entity serves ${init.serviceName} (served: ${served})`);
-    }
     // `state` is always present in protocol 0.2; a proxy that leaves it out means "none stored".
-    this.instance = new ValueEntityInstance(entity, init.entityId, init.state, this.logger);
+    this.begin(this.entities, init, "value entity", (entity) => new ValueEntityInstance(entity, init.entityId, init.state, this.logger));
   }
 }
 
