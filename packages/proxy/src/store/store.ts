@@ -74,6 +74,161 @@ export interface Journal {
   events(persistenceId: string, entityId: string, fromSequence?: number): Promise<StoredEvent[]>;
   /** The entity ids that have a journal, sorted by code point, for tools and the console. */
   entityIds(persistenceId: string): Promise<string[]>;
+  /**
+   * The event log of a persistence id (PROTOCOL.md §8): the events of all its entities with
+   * offset > afterOffset, in offset order, at most `limit` of them. Offsets follow commit order: an
+   * event committed later never gets a smaller offset than one a reader has already seen, so a
+   * consumer that remembers the last offset it processed misses nothing. Offsets are positive and
+   * never reused, but need not be contiguous (they may be shared with other persistence ids).
+   * Rejects with RangeError when afterOffset or limit is not a non-negative integer.
+   */
+  eventLog(persistenceId: string, afterOffset: number, limit: number): Promise<EventLogEntry[]>;
+  /** The highest offset of the persistence id's event log, 0 when it is empty (for consumer lag). */
+  eventLogHead(persistenceId: string): Promise<number>;
+}
+
+/** One event of an event log: which entity wrote it, where it sits in the log, when it was committed. */
+export interface EventLogEntry extends StoredEvent {
+  readonly entityId: string;
+  readonly offset: number;
+  /** Commit time, milliseconds since the epoch (the ce-time of its CloudEvent). */
+  readonly timestamp: number;
+}
+
+/** A message to append to a topic: a CloudEvent (PROTOCOL.md §8) whose data is opaque bytes. */
+export interface TopicPublish {
+  readonly topic: string;
+  /** ce-id. With `source`, it identifies the message: publishing the same (topic, source, id) again
+   * stores nothing and returns the offset of the message already stored (idempotent publish). */
+  readonly id: string;
+  /** ce-source */
+  readonly source: string;
+  /** ce-type: for protobuf data, the message's full name. */
+  readonly type: string;
+  /** ce-subject, "" when none. */
+  readonly subject: string;
+  /** The data's media type, e.g. application/protobuf, application/json, text/plain. */
+  readonly contentType: string;
+  /** ce-time, milliseconds since the epoch. */
+  readonly time: number;
+  readonly data: Uint8Array;
+}
+
+export interface TopicMessage extends TopicPublish {
+  /** Position in the topic: positive, increasing in commit order, never reused. */
+  readonly offset: number;
+}
+
+export interface TopicInfo {
+  readonly topic: string;
+  /** Messages currently kept (after retention). */
+  readonly messages: number;
+  /** The highest offset ever given in the topic (0 when none). */
+  readonly head: number;
+}
+
+/**
+ * Topics as durable logs in the store (the default broker). Publishes are group-committed like
+ * journal appends.
+ */
+export interface TopicLog {
+  /**
+   * Appends the messages atomically, in order; resolves with each one's offset once durable. A
+   * message whose (topic, source, id) is already stored is not stored again: its offset is the
+   * stored one's (also for a repeat within the same call: it gets the first one's offset). Once
+   * trimmed, a message is no longer stored, so publishing it again appends it anew. Publishes
+   * issued back to back, without awaiting, apply in call order. A publish counts as one write in
+   * stats() and onCommit, however many messages it carries; an empty list resolves with [] and
+   * writes nothing. Rejects with RangeError, storing none of the messages, when one is malformed
+   * (an empty topic name, a NUL character in a string, a time that is not an integer).
+   */
+  publish(messages: readonly TopicPublish[]): Promise<number[]>;
+  /**
+   * Messages with offset > afterOffset, in offset order, at most `limit` (RangeError when either
+   * is not a non-negative integer).
+   */
+  read(topic: string, afterOffset: number, limit: number): Promise<TopicMessage[]>;
+  /**
+   * Deletes the topic messages whose time (ce-time) is before `before` (ms since the epoch), from
+   * every topic; resolves with how many. Topic heads stay (offsets are never reused).
+   */
+  trim(before: number): Promise<number>;
+  /** Every topic that has (or had) messages, sorted by name (code point order). */
+  topics(): Promise<TopicInfo[]>;
+}
+
+/**
+ * Where a consumer group is in a source (a topic or an event log), and who consumes it. Each call
+ * is durable (with the store's durability) when it resolves; these writes are not group-committed
+ * and count in neither stats() nor onCommit. Lease times use the database's clock (PostgreSQL's
+ * now(); Date.now() for SQLite and memory). Names with a NUL character, and offsets or TTLs that
+ * are not non-negative integers, are rejected with RangeError.
+ */
+export interface ConsumerOffsets {
+  /** The committed offset of the group in the source; 0 when it never committed. */
+  get(group: string, source: string): Promise<number>;
+  /**
+   * Takes or renews the lease on (group, source) for `owner` until now + ttlMs: true when `owner`
+   * holds it now (it was free, expired or already its own). One consumer per (source, group),
+   * even across proxies sharing a database.
+   */
+  claim(group: string, source: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Gives the lease up (on shutdown) so that another proxy can take over at once. */
+  release(group: string, source: string, owner: string): Promise<void>;
+  /**
+   * Stores `offset` as the group's position when `owner` still holds the lease; never moves it
+   * back. A lease that expired but that nobody else took still counts as held. Resolves false
+   * (changing nothing) when another owner holds the lease, or nobody does (never claimed, released).
+   */
+  commit(group: string, source: string, owner: string, offset: number): Promise<boolean>;
+  /** Every (group, source) with its committed offset, for the console and metrics. */
+  list(): Promise<ConsumerPosition[]>;
+}
+
+export interface ConsumerPosition {
+  readonly group: string;
+  readonly source: string;
+  readonly offset: number;
+  /** The current lease holder, undefined when none or expired. */
+  readonly owner: string | undefined;
+}
+
+/** A message a consumer gave up on after its last attempt: kept so that it is not lost. */
+export interface DeadLetterInput {
+  readonly group: string;
+  readonly source: string;
+  /** The message's offset in its source. */
+  readonly offset: number;
+  /** ce-id, ce-type and ce-subject of the message. */
+  readonly messageId: string;
+  readonly type: string;
+  readonly subject: string;
+  readonly contentType: string;
+  readonly data: Uint8Array;
+  readonly attempts: number;
+  /** The last failure. */
+  readonly error: string;
+  /** When the consumer gave up, ms since the epoch. */
+  readonly time: number;
+}
+
+export interface DeadLetter extends DeadLetterInput {
+  /** Positive, increasing, assigned by the store. */
+  readonly id: number;
+}
+
+/**
+ * Not group-committed, and not counted in stats(). Strings must not contain NUL characters (also
+ * `error`: replace them), numbers must be integers, else the call rejects with RangeError.
+ */
+export interface DeadLetters {
+  /** Resolves with the new record's id once durable. */
+  add(letter: DeadLetterInput): Promise<number>;
+  /** The newest first, at most `limit`. */
+  list(limit: number): Promise<DeadLetter[]>;
+  count(): Promise<number>;
+  /** Deletes one record (after a person dealt with it); resolves false when there was none. */
+  remove(id: number): Promise<boolean>;
 }
 
 /** The latest state of one keyed entity, with the version that guards single-writer updates. */
@@ -111,8 +266,8 @@ export interface KeyValueStore {
 
 export interface StoreStats {
   /**
-   * Committed batches (transactions) and the writes (successful journal appends and value writes)
-   * they carried: writes/batches is the mean batch size. Rejected writes count in neither.
+   * Committed batches (transactions) and the writes (successful journal appends, value writes and
+   * topic publishes, one per publish call) they carried: writes/batches is the mean batch size. Rejected writes count in neither.
    */
   readonly batches: number;
   readonly writes: number;
@@ -120,7 +275,7 @@ export interface StoreStats {
 
 /** One committed batch (transaction), as a commit listener sees it. */
 export interface CommittedBatch {
-  /** The writes it carried (successful journal appends and value writes), at least 1. */
+  /** The writes it carried (successful journal appends, value writes, topic publishes), at least 1. */
   readonly writes: number;
   /**
    * How long the transaction took, from its start to its commit (durable with the store's
@@ -138,6 +293,9 @@ export interface Store {
   readonly journal: Journal;
   readonly values: KeyValueStore;
   readonly crdts: KeyValueStore;
+  readonly topics: TopicLog;
+  readonly offsets: ConsumerOffsets;
+  readonly deadLetters: DeadLetters;
   stats(): StoreStats;
   /**
    * Observes committed batches (for batch-size and commit-latency metrics): the listener sees
@@ -256,6 +414,83 @@ export function checkValueWrite(write: ValueWrite): RangeError | undefined {
     );
   }
   return undefined;
+}
+
+/** The event-log read rules every store applies (see checkAppend). */
+export function checkEventLogRead(persistenceId: string, afterOffset: number, limit?: number): RangeError | undefined {
+  const what = `event log read of ${quote(persistenceId)}`;
+  return (
+    checkStrings(what, { "persistence id": persistenceId }) ??
+    checkInteger(what, "afterOffset", afterOffset, 0) ??
+    (limit === undefined ? undefined : checkInteger(what, "limit", limit, 0))
+  );
+}
+
+/** The topic-read rules every store applies (see checkAppend). */
+export function checkTopicRead(topic: string, afterOffset: number, limit: number): RangeError | undefined {
+  const what = `read of topic ${quote(topic)}`;
+  return checkStrings(what, { topic }) ?? checkInteger(what, "afterOffset", afterOffset, 0) ?? checkInteger(what, "limit", limit, 0);
+}
+
+/**
+ * The publish rules every store applies before touching its data: one bad message rejects the
+ * whole call (a publish is atomic). A topic name must not be empty; time must be an integer.
+ */
+export function checkPublish(messages: readonly TopicPublish[]): RangeError | undefined {
+  for (const [i, m] of messages.entries()) {
+    const what = `publish of message ${i} (id ${quote(m.id)}) to topic ${quote(m.topic)}`;
+    if (m.topic === "") return new RangeError(`${what}: the topic name is empty`);
+    const invalid =
+      checkStrings(what, { topic: m.topic, id: m.id, source: m.source, type: m.type, subject: m.subject, "content type": m.contentType }) ??
+      checkInteger(what, "time", m.time, Number.MIN_SAFE_INTEGER);
+    if (invalid) return invalid;
+  }
+  return undefined;
+}
+
+/** The consumer-offset rules every store applies: names without NUL, offsets and TTLs non-negative integers. */
+export function checkConsumerCall(
+  call: "get" | "claim" | "release" | "commit",
+  group: string,
+  source: string,
+  owner?: string,
+  number?: { readonly name: "ttlMs" | "offset"; readonly value: number },
+): RangeError | undefined {
+  const what = `consumer offset ${call} for group ${quote(group)} in ${quote(source)}`;
+  return (
+    checkStrings(what, { group, source, ...(owner === undefined ? {} : { owner }) }) ??
+    (number === undefined ? undefined : checkInteger(what, number.name, number.value, 0))
+  );
+}
+
+/** The dead-letter rules every store applies (NUL-free strings, integer numbers). */
+export function checkDeadLetter(letter: DeadLetterInput): RangeError | undefined {
+  const what = `dead letter of group ${quote(letter.group)} from ${quote(letter.source)}`;
+  const { group, source, messageId, type, subject, contentType, error } = letter;
+  return (
+    checkStrings(what, { group, source, "message id": messageId, type, subject, "content type": contentType, error }) ??
+    checkInteger(what, "offset", letter.offset, 0) ??
+    checkInteger(what, "attempts", letter.attempts, 0) ??
+    checkInteger(what, "time", letter.time, Number.MIN_SAFE_INTEGER)
+  );
+}
+
+/** A RangeError unless `value` is a safe integer >= min (limits, offsets, ids, times). */
+export function checkInteger(what: string, name: string, value: number, min: number): RangeError | undefined {
+  if (Number.isSafeInteger(value) && value >= min) return undefined;
+  const expected = min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : "an integer";
+  return new RangeError(`${what}: ${name} must be ${expected}, got ${String(value)}`);
+}
+
+function checkStrings(what: string, fields: Readonly<Record<string, string>>): RangeError | undefined {
+  for (const [name, value] of Object.entries(fields)) {
+    if (value.includes("\0")) return new RangeError(`${what}: the ${name} contains a NUL character`);
+  }
+  return undefined;
+}
+
+function quote(value: string): string {
+  return JSON.stringify(value).replaceAll("\\u0000", "\\0");
 }
 
 // PostgreSQL text cannot hold U+0000, so no store accepts it: a key that one store takes and

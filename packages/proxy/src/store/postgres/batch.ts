@@ -1,4 +1,5 @@
-// Writing one batch of queued writes (journal appends, value and CRDT state) in ONE transaction.
+// Writing one batch of queued writes (journal appends, topic publishes, value and CRDT state) in
+// ONE transaction.
 //
 // Together (the usual path): one statement per kind for the whole batch — read every journal head
 // (and lock every existing value row) of the batch, check the expected sequences and versions in
@@ -12,24 +13,40 @@
 // Rows are written in one global order (table, then persistence id and entity id) so that two
 // batches touching the same rows wait for each other instead of deadlocking; a deadlock or
 // serialization failure is retried all the same.
+//
+// Commit order (the event log and topics, PROTOCOL.md §8): journal.ordering and
+// topic_messages.offset come from sequences, whose values are taken at insert, so two
+// transactions could commit in the other order than they took them, and a reader that already
+// saw the later offset would skip the earlier one for good. So a transaction takes a transaction
+// advisory lock (per store schema: JOURNAL_LOCK, then TOPIC_LOCK) before it inserts journal rows
+// or topic messages, and keeps it until it commits: the values are taken, and become visible, in
+// commit order, across every proxy sharing the database. The journal's lock comes before the
+// topics', both come before any value row is locked (value rows are locked last), and nothing that
+// holds the topic lock waits for journal rows, so they add no deadlock. Journal-writing batches
+// therefore commit one at a time (per database schema), which group commit makes up for.
 import pg from "pg";
 import {
   SequenceConflictError,
   VersionConflictError,
   type JournalAppend,
   type StoredPayload,
+  type TopicPublish,
   type ValueWrite,
 } from "../store.js";
-import { quoteIdentifier } from "./schema.js";
+import { JOURNAL_LOCK, quoteIdentifier, TOPIC_LOCK } from "./schema.js";
 
 export type ValueTable = "value_state" | "crdt_state";
 
 export type BatchWrite =
   | { readonly kind: "append"; readonly append: JournalAppend }
-  | { readonly kind: "value"; readonly table: ValueTable; readonly write: ValueWrite };
+  | { readonly kind: "value"; readonly table: ValueTable; readonly write: ValueWrite }
+  | { readonly kind: "publish"; readonly messages: readonly TopicPublish[] };
 
-/** For each write of a committed batch: undefined when it was written, or why it was rejected. */
-export type WriteOutcome = SequenceConflictError | VersionConflictError | RangeError | undefined;
+/**
+ * For each write of a committed batch: why it was rejected (an Error), or, when it was written,
+ * the offsets of a publish's messages (undefined for the other writes).
+ */
+export type WriteOutcome = SequenceConflictError | VersionConflictError | RangeError | number[] | undefined;
 
 // A statement may carry at most 65535 parameters: longer lists are split over several statements.
 const MAX_PARAMETERS = 65_535;
@@ -39,10 +56,19 @@ const MAX_ONE_BY_ONE_ATTEMPTS = 3;
 export class BatchSql {
   readonly journal: string;
   readonly snapshots: string;
+  readonly topicMessages: string;
+  readonly topics: string;
 
   constructor(readonly schema: string) {
     this.journal = `${quoteIdentifier(schema)}.journal`;
     this.snapshots = `${quoteIdentifier(schema)}.snapshots`;
+    this.topicMessages = `${quoteIdentifier(schema)}.topic_messages`;
+    this.topics = `${quoteIdentifier(schema)}.topics`;
+  }
+
+  /** Takes the transaction advisory lock of this schema's journal or topics (see the top of the file). */
+  async lock(client: pg.ClientBase, which: "journal" | "topics"): Promise<void> {
+    await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [which === "journal" ? JOURNAL_LOCK : TOPIC_LOCK, this.schema]);
   }
 
   table(name: ValueTable): string {
@@ -98,8 +124,20 @@ async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: reado
       if (snapshot) snapshots.set(key, [persistenceId, entityId, sequence, snapshot.typeUrl, buffer(snapshot.bytes)]);
       heads.set(key, sequence);
     }
+    if (events.length > 0) await sql.lock(client, "journal");
     await insertEvents(client, sql, events);
     await upsertSnapshots(client, sql, [...snapshots.values()]);
+  }
+
+  const publishes = order.filter((i) => writes[i]!.kind === "publish");
+  if (publishes.length > 0) {
+    await sql.lock(client, "topics");
+    const offsets = await insertMessages(
+      client,
+      sql,
+      publishes.map((i) => (writes[i] as { messages: readonly TopicPublish[] }).messages),
+    );
+    publishes.forEach((i, n) => (outcomes[i] = offsets[n]));
   }
 
   for (const table of ["value_state", "crdt_state"] as const) {
@@ -158,17 +196,25 @@ async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: reado
 async function writeOneByOne(client: pg.ClientBase, sql: BatchSql, writes: readonly BatchWrite[], order: number[]): Promise<WriteOutcome[]> {
   const outcomes: WriteOutcome[] = new Array<WriteOutcome>(writes.length).fill(undefined);
   await client.query("BEGIN");
+  // Before any savepoint, so that rolling one back cannot release them.
+  if (writes.some((w) => w.kind === "append")) await sql.lock(client, "journal");
+  if (writes.some((w) => w.kind === "publish")) await sql.lock(client, "topics");
   for (const i of order) {
     const write = writes[i]!;
     await client.query("SAVEPOINT write");
     try {
-      outcomes[i] = write.kind === "append" ? await appendOne(client, sql, write.append) : await writeValueOne(client, sql, write);
+      outcomes[i] =
+        write.kind === "append"
+          ? await appendOne(client, sql, write.append)
+          : write.kind === "publish"
+            ? (await insertMessages(client, sql, [write.messages]))[0]
+            : await writeValueOne(client, sql, write);
       await client.query("RELEASE SAVEPOINT write");
     } catch (error) {
       if (!isRowError(error)) throw error;
       await client.query("ROLLBACK TO SAVEPOINT write");
       await client.query("RELEASE SAVEPOINT write");
-      outcomes[i] = isUniqueViolation(error) ? await conflictOf(client, sql, write) : refused(write, error);
+      outcomes[i] = isUniqueViolation(error) && write.kind !== "publish" ? await conflictOf(client, sql, write) : refused(write, error);
     }
   }
   await client.query("COMMIT");
@@ -209,7 +255,7 @@ async function writeValueOne(client: pg.ClientBase, sql: BatchSql, { table, writ
 
 // After a unique violation: another transaction committed first, so the head or version now
 // read is the one the write lost against.
-async function conflictOf(client: pg.ClientBase, sql: BatchSql, write: BatchWrite): Promise<WriteOutcome> {
+async function conflictOf(client: pg.ClientBase, sql: BatchSql, write: Exclude<BatchWrite, { kind: "publish" }>): Promise<WriteOutcome> {
   if (write.kind === "append") {
     const { persistenceId, entityId, expectedSequence } = write.append;
     const head = (await readHeads(client, sql, [write.append])).get(keyOf(persistenceId, entityId)) ?? 0;
@@ -222,11 +268,70 @@ async function conflictOf(client: pg.ClientBase, sql: BatchSql, write: BatchWrit
 
 // A row PostgreSQL refuses for what it holds (too large, …): only that write fails.
 function refused(write: BatchWrite, error: unknown): RangeError {
+  if (write.kind === "publish") {
+    const topics = [...new Set(write.messages.map((m) => m.topic))].join(", ");
+    return new RangeError(`topic publish to ${topics} refused by PostgreSQL: ${(error as Error).message}`, { cause: error });
+  }
   const { persistenceId, entityId } = write.kind === "append" ? write.append : write.write;
   const what = write.kind === "append" ? "journal append" : "value write";
   return new RangeError(`${what} for ${persistenceId}/${entityId} refused by PostgreSQL: ${(error as Error).message}`, {
     cause: error,
   });
+}
+
+/**
+ * Inserts the messages of these publishes (the caller holds the topic lock) and returns each
+ * publish's offsets. A message whose (topic, source, id) is stored already, or comes earlier in
+ * the batch, is not inserted: it gets that one's offset.
+ */
+async function insertMessages(client: pg.ClientBase, sql: BatchSql, publishes: readonly (readonly TopicPublish[])[]): Promise<number[][]> {
+  const rows: unknown[][] = [];
+  const seen = new Set<string>();
+  for (const messages of publishes) {
+    for (const m of messages) {
+      const key = messageKey(m.topic, m.source, m.id);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      rows.push([m.topic, m.id, m.source, m.type, m.subject, m.contentType, m.time, buffer(m.data)]);
+    }
+  }
+  // VALUES rows are inserted, and take their offsets, in list order.
+  const inserted = await runChunks<{ topic: string; source: string; id: string; offset: string }>(
+    client,
+    rows,
+    (values) =>
+      `INSERT INTO ${sql.topicMessages} (topic, id, source, type, subject, content_type, time, data) VALUES ${values}` +
+      ' ON CONFLICT (topic, source, id) DO NOTHING RETURNING topic, source, id, "offset"',
+  );
+  const offsets = new Map<string, number>();
+  const heads = new Map<string, number>();
+  for (const row of inserted) {
+    const offset = Number(row.offset);
+    offsets.set(messageKey(row.topic, row.source, row.id), offset);
+    heads.set(row.topic, Math.max(heads.get(row.topic) ?? 0, offset));
+  }
+  const stored = rows.filter(([topic, id, source]) => !offsets.has(messageKey(topic as string, source as string, id as string)));
+  if (stored.length > 0) {
+    // Committed before this transaction took the lock, and trim takes it too: they are all there.
+    const found = await client.query<{ topic: string; source: string; id: string; offset: string }>(
+      `SELECT m.topic, m.source, m.id, m."offset" FROM ${sql.topicMessages} AS m` +
+        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (topic, source, id)" +
+        " ON m.topic = k.topic AND m.source = k.source AND m.id = k.id",
+      [stored.map((r) => r[0]), stored.map((r) => r[2]), stored.map((r) => r[1])],
+    );
+    for (const row of found.rows) offsets.set(messageKey(row.topic, row.source, row.id), Number(row.offset));
+    if (found.rows.length !== stored.length) throw new RowRace(`topic_messages: found ${found.rows.length} of ${stored.length} stored messages`);
+  }
+  const topicRows = [...heads].sort(([a], [b]) => compare(a, b));
+  await runRows(
+    client,
+    topicRows,
+    (values) =>
+      `INSERT INTO ${sql.topics} AS t (topic, head) VALUES ${values}` +
+      " ON CONFLICT (topic) DO UPDATE SET head = greatest(t.head, excluded.head)",
+    ["::text", "::bigint"],
+  );
+  return publishes.map((messages) => messages.map((m) => offsets.get(messageKey(m.topic, m.source, m.id))!));
 }
 
 /** The highest sequence of each entity appended to (absent: no journal). */
@@ -285,19 +390,33 @@ async function runRows(
   statement: (values: string) => string,
   casts: readonly string[] = [],
 ): Promise<number> {
-  if (rows.length === 0) return 0;
+  let count = 0;
+  await runChunks(client, rows, statement, casts, (result) => (count += result.rowCount ?? 0));
+  return count;
+}
+
+/** Like runRows, in order, but returns the rows the statements returned. */
+async function runChunks<Row extends pg.QueryResultRow>(
+  client: pg.ClientBase,
+  rows: readonly unknown[][],
+  statement: (values: string) => string,
+  casts: readonly string[] = [],
+  each?: (result: pg.QueryResult<Row>) => void,
+): Promise<Row[]> {
+  if (rows.length === 0) return [];
   const width = rows[0]!.length;
   const perStatement = Math.floor(MAX_PARAMETERS / width);
-  let count = 0;
+  const returned: Row[] = [];
   for (let start = 0; start < rows.length; start += perStatement) {
     const chunk = rows.slice(start, start + perStatement);
     const values = chunk
       .map((_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}${casts[c] ?? ""}`).join(", ")})`)
       .join(", ");
-    const result = await client.query(statement(values), chunk.flat());
-    count += result.rowCount ?? 0;
+    const result = await client.query<Row>(statement(values), chunk.flat());
+    each?.(result);
+    returned.push(...result.rows);
   }
-  return count;
+  return returned;
 }
 
 function eventRows({ persistenceId, entityId, expectedSequence, events }: JournalAppend): unknown[][] {
@@ -318,6 +437,11 @@ function keyOf(persistenceId: string, entityId: string): string {
   return `${persistenceId}\0${entityId}`;
 }
 
+// Nor can topic names, sources and ids (checkPublish).
+function messageKey(topic: string, source: string, id: string): string {
+  return `${topic}\0${source}\0${id}`;
+}
+
 function distinctKeys(writes: readonly { persistenceId: string; entityId: string }[]): [string[], string[]] {
   const seen = new Set<string>();
   const persistenceIds: string[] = [];
@@ -332,11 +456,12 @@ function distinctKeys(writes: readonly { persistenceId: string; entityId: string
   return [persistenceIds, entityIds];
 }
 
-// The journal first, then the value tables; within one, by key; one entity's writes stay in call
-// order (the sort is stable), which is the order they apply in.
+// The journal first, then the topics, then the value tables; within one, by key; one entity's
+// writes stay in call order (the sort is stable), which is the order they apply in, and publishes
+// stay in call order.
 function writeOrder(writes: readonly BatchWrite[]): number[] {
-  const rank = (w: BatchWrite) => (w.kind === "append" ? 0 : w.table === "value_state" ? 1 : 2);
-  const target = (w: BatchWrite) => (w.kind === "append" ? w.append : w.write);
+  const rank = (w: BatchWrite) => (w.kind === "append" ? 0 : w.kind === "publish" ? 1 : w.table === "value_state" ? 2 : 3);
+  const target = (w: BatchWrite) => (w.kind === "append" ? w.append : w.kind === "value" ? w.write : { persistenceId: "", entityId: "" });
   return writes
     .map((_, i) => i)
     .sort((a, b) => {

@@ -10,6 +10,7 @@ import {
   VersionConflictError,
   type JournalAppend,
   type StoredPayload,
+  type TopicPublish,
 } from "../store.js";
 import { PostgresStore, type PostgresStoreOptions } from "./postgres-store.js";
 import { migrate, migrations, quoteIdentifier, schemaVersion, type Migration } from "./schema.js";
@@ -184,6 +185,47 @@ describe("postgres store", () => {
       }
     });
 
+    test("a schema at version 1 (journal and state) gains topics, offsets and dead letters, and its journal becomes an event log", async () => {
+      const schema = freshSchema();
+      const client = new pg.Client(server.url);
+      await client.connect();
+      try {
+        assert.equal(await migrate(client, schema, migrations.slice(0, 1)), 1);
+        await client.query(
+          `INSERT INTO ${quoteIdentifier(schema)}.journal (persistence_id, entity_id, sequence, type_url, payload, written_at)` +
+            " VALUES ($1, 'cart-1', 1, 't', 'old', '2024-01-02T03:04:05.678Z'), ($1, 'cart-2', 1, 't', 'older', '2024-01-02T03:04:05.679Z')",
+          [PID],
+        );
+      } finally {
+        await client.end();
+      }
+      const store = await PostgresStore.open(server.url, { schema });
+      try {
+        assert.equal((await store.settings()).schemaVersion, migrations.length);
+        const log = await store.journal.eventLog(PID, 0, 10);
+        assert.deepEqual(
+          log.map((e) => [e.entityId, e.sequence, Buffer.from(e.bytes).toString(), e.timestamp]),
+          [
+            ["cart-1", 1, "old", Date.parse("2024-01-02T03:04:05.678Z")],
+            ["cart-2", 1, "older", Date.parse("2024-01-02T03:04:05.679Z")],
+          ],
+        );
+        await store.journal.append(append("cart-1", 1, "new"));
+        const [added] = await store.journal.eventLog(PID, log[1]!.offset, 10);
+        assert.equal(Buffer.from(added!.bytes).toString(), "new");
+        assert.ok(Math.abs(added!.timestamp - Date.now()) < 5_000, `timestamp ${added!.timestamp}`);
+        assert.equal(await store.journal.eventLogHead(PID), added!.offset);
+        const [offset] = await store.topics.publish([
+          { topic: "t", id: "1", source: "s", type: "t", subject: "", contentType: "text/plain", time: 0, data: Buffer.from("m") },
+        ]);
+        assert.deepEqual(await store.topics.topics(), [{ topic: "t", messages: 1, head: offset }]);
+        assert.equal(await store.offsets.claim("g", "s", "o", 1_000), true);
+        assert.equal(await store.deadLetters.count(), 0);
+      } finally {
+        await store.close();
+      }
+    });
+
     test("a schema written by a newer proxy (higher version) is refused with a clear error", async () => {
       const schema = freshSchema();
       await (await PostgresStore.open(server.url, { schema })).close();
@@ -224,6 +266,33 @@ describe("postgres store", () => {
           ),
         );
         assert.deepEqual(store.stats(), { batches: 1, writes: 30 });
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("topic publishes share the transaction of the appends and value writes issued with them", async () => {
+      const store = await open();
+      try {
+        const publish = (i: number) =>
+          store.topics.publish([{ topic: `t-${i % 2}`, id: `${i}`, source: "s", type: "t", subject: "", contentType: "text/plain", time: 0, data: Buffer.from(`${i}`) }]);
+        await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            i % 3 === 0
+              ? store.journal.append(append(`cart-${i}`, 0, "a"))
+              : i % 3 === 1
+                ? publish(i)
+                : store.values.write({ persistenceId: PID, entityId: `cart-${i}`, expectedVersion: 0, value: payload(`${i}`) }),
+          ),
+        );
+        assert.deepEqual(store.stats(), { batches: 1, writes: 30 });
+        assert.deepEqual(
+          (await store.topics.topics()).map((t) => [t.topic, t.messages]),
+          [
+            ["t-0", 5],
+            ["t-1", 5],
+          ],
+        );
       } finally {
         await store.close();
       }
@@ -414,6 +483,207 @@ describe("postgres store", () => {
           assert.equal(stored.version, versions.length);
           assert.equal(Buffer.from(stored.value!.bytes).toString(), granted.get(entityId)!.get(versions.length));
         }
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+  });
+
+  describe("commit order (event log and topics)", () => {
+    // A trigger makes the transaction that writes entity/message "slow" sleep after its rows took
+    // their offsets, so another proxy's write, issued meanwhile, would commit first.
+    async function slowTrigger(schema: string, table: "journal" | "topic_messages", column: "entity_id" | "id"): Promise<void> {
+      const s = quoteIdentifier(schema);
+      await admin.query(
+        `CREATE FUNCTION ${s}.slow_${table}() RETURNS trigger LANGUAGE plpgsql AS $$` +
+          ` BEGIN IF NEW.${column} = 'slow' THEN PERFORM pg_sleep(0.6); END IF; RETURN NEW; END $$`,
+      );
+      await admin.query(`CREATE TRIGGER slow AFTER INSERT ON ${s}.${table} FOR EACH ROW EXECUTE FUNCTION ${s}.slow_${table}()`);
+    }
+
+    async function waitForSleep(): Promise<void> {
+      const deadline = Date.now() + 5_000;
+      while ((await count("SELECT 1 FROM pg_stat_activity WHERE application_name = 'cloudstate-proxy' AND wait_event = 'PgSleep'")) === 0) {
+        if (Date.now() > deadline) throw new Error("the slow transaction never started");
+        await sleep(5);
+      }
+    }
+
+    test("an event that commits later never gets a smaller offset than one a reader already saw, across two stores", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        await slowTrigger(schema, "journal", "entity_id");
+        const slow = a.journal.append(append("slow", 0, "slow"));
+        await waitForSleep();
+        // Without the lock, this commits while "slow" still sleeps, with the larger offset.
+        const fast = b.journal.append(append("fast", 0, "fast"));
+        await sleep(200);
+        const seen: string[] = [];
+        let last = 0;
+        const follow = async () => {
+          for (const e of await b.journal.eventLog(PID, last, 100)) {
+            seen.push(`${e.entityId}@${e.offset}`);
+            last = e.offset;
+          }
+        };
+        await follow();
+        await Promise.all([slow, fast]);
+        await follow();
+        const log = await a.journal.eventLog(PID, 0, 100);
+        assert.deepEqual(
+          log.map((e) => e.entityId),
+          ["slow", "fast"],
+        );
+        assert.deepEqual(
+          seen,
+          log.map((e) => `${e.entityId}@${e.offset}`),
+          "the reader missed an event",
+        );
+        assert.ok(log[0]!.timestamp <= log[1]!.timestamp, "commit times out of order");
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("a message that commits later never gets a smaller offset than one a reader already saw, across two stores", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      const message = (id: string): TopicPublish => ({
+        topic: "t",
+        id,
+        source: "test",
+        type: "test.Message",
+        subject: "",
+        contentType: "text/plain",
+        time: Date.now(),
+        data: Buffer.from(id),
+      });
+      try {
+        await slowTrigger(schema, "topic_messages", "id");
+        const slow = a.topics.publish([message("slow")]);
+        await waitForSleep();
+        const fast = b.topics.publish([message("fast")]);
+        await sleep(200);
+        const seen: string[] = [];
+        let last = 0;
+        const follow = async () => {
+          for (const m of await b.topics.read("t", last, 100)) {
+            seen.push(`${m.id}@${m.offset}`);
+            last = m.offset;
+          }
+        };
+        await follow();
+        const [[slowOffset], [fastOffset]] = await Promise.all([slow, fast]);
+        await follow();
+        assert.ok(slowOffset! < fastOffset!);
+        assert.deepEqual(seen, [`slow@${slowOffset}`, `fast@${fastOffset}`], "the reader missed a message");
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("two stores appending and publishing at once while readers follow: every event and message is read exactly once, in offset order", async () => {
+      const schema = freshSchema();
+      const stores = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      const appendsPerEntity = 15;
+      const entities = 6;
+      let writing = true;
+      const eventsSeen: string[] = [];
+      const messagesSeen: string[] = [];
+      const reader = async (read: (after: number) => Promise<{ offset: number; key: string }[]>, seen: string[]) => {
+        let last = 0;
+        for (let done = false; !done; ) {
+          done = !writing; // one more read after the writers finished
+          for (const { offset, key } of await read(last)) {
+            assert.ok(offset > last, `offset ${offset} after ${last}`);
+            last = offset;
+            seen.push(key);
+          }
+          await sleep(1);
+        }
+      };
+      const reading = Promise.all([
+        reader(async (after) => (await stores[1]!.journal.eventLog(PID, after, 50)).map((e) => ({ offset: e.offset, key: `${e.entityId}:${e.sequence}` })), eventsSeen),
+        reader(async (after) => (await stores[0]!.topics.read("t", after, 50)).map((m) => ({ offset: m.offset, key: m.id })), messagesSeen),
+      ]);
+      const expectedEvents: string[] = [];
+      const expectedMessages: string[] = [];
+      try {
+        await Promise.all(
+          stores.flatMap((store, s) =>
+            Array.from({ length: entities }, async (_, e) => {
+              const entityId = `cart-${s}-${e}`;
+              for (let i = 0; i < appendsPerEntity; i++) {
+                await Promise.all([
+                  store.journal.append(append(entityId, i * 2, "a", "b")),
+                  store.topics.publish([
+                    { topic: "t", id: `${entityId}.${i}`, source: "test", type: "t", subject: entityId, contentType: "text/plain", time: 0, data: Buffer.from("x") },
+                  ]),
+                ]);
+                expectedEvents.push(`${entityId}:${i * 2 + 1}`, `${entityId}:${i * 2 + 2}`);
+                expectedMessages.push(`${entityId}.${i}`);
+              }
+            }),
+          ),
+        );
+      } finally {
+        writing = false;
+        await reading;
+      }
+      try {
+        assert.equal(eventsSeen.length, expectedEvents.length, "events missed or read twice");
+        assert.deepEqual([...eventsSeen].sort(), [...expectedEvents].sort());
+        assert.equal(messagesSeen.length, expectedMessages.length, "messages missed or read twice");
+        assert.deepEqual([...messagesSeen].sort(), [...expectedMessages].sort());
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+  });
+
+  describe("topics and consumers across proxies", () => {
+    test("two stores publishing the same message at once store it once, and both get its offset", async () => {
+      const schema = freshSchema();
+      const stores = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        for (let round = 0; round < 10; round++) {
+          const message = (data: string): TopicPublish => ({
+            topic: "t",
+            id: `m-${round}`,
+            source: "test",
+            type: "t",
+            subject: "",
+            contentType: "text/plain",
+            time: 0,
+            data: Buffer.from(data),
+          });
+          const [[first], [second]] = await Promise.all([stores[0]!.topics.publish([message("a")]), stores[1]!.topics.publish([message("b")])]);
+          assert.equal(first, second);
+        }
+        assert.deepEqual(await stores[0]!.topics.topics(), [{ topic: "t", messages: 10, head: (await stores[1]!.topics.read("t", 0, 100)).at(-1)!.offset }]);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+
+    test("two stores claiming one lease at once: exactly one holds it, by the database's clock", async () => {
+      const schema = freshSchema();
+      const stores = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        for (let round = 0; round < 10; round++) {
+          const results = await Promise.all(stores.map((store, i) => store.offsets.claim("g", `s-${round}`, `proxy-${i}`, 60_000)));
+          assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);
+        }
+        // The lease ends when the database's clock says so: move it to the past there.
+        await admin.query(`UPDATE ${quoteIdentifier(schema)}.consumer_offsets SET lease_expires = now() - interval '1 second' WHERE source = 's-0'`);
+        const holder = (await stores[0]!.offsets.list()).find((p) => p.source === "s-0");
+        assert.equal(holder?.owner, undefined);
+        assert.equal(await stores[0]!.offsets.claim("g", "s-0", "proxy-new", 60_000), true);
+        const stored = await admin.query<{ ahead: boolean }>(
+          `SELECT lease_expires > now() + interval '59 seconds' AND lease_expires <= now() + interval '61 seconds' AS ahead FROM ${quoteIdentifier(schema)}.consumer_offsets WHERE source = 's-0'`,
+        );
+        assert.equal(stored.rows[0]!.ahead, true);
       } finally {
         await Promise.all(stores.map((s) => s.close()));
       }

@@ -1,11 +1,16 @@
 // The shared store: PostgreSQL, for several proxies (or one that must not lose its disk).
 //
-// Group commit (invariant 3): append() and the value stores' write() only queue their write. A
-// batch takes every queued write (up to maxBatchSize) and commits it in ONE transaction with
-// multi-row statements (batch.ts); while maxConcurrentBatches transactions are in flight, new
-// writes wait and form the next batch, so the batch size grows with the load. Two in-flight
+// Group commit (invariant 3): append(), the value stores' write() and topic publish() only queue
+// their write. A batch takes every queued write (up to maxBatchSize) and commits it in ONE
+// transaction with multi-row statements (batch.ts); while maxConcurrentBatches transactions are in
+// flight, new writes wait and form the next batch, so the batch size grows with the load. Two in-flight
 // batches never hold writes for the same entity: appends issued back to back for one entity apply
-// in call order.
+// in call order. All publishes share one key, so publishes wait for each other like that too (they
+// take the topic lock anyway, batch.ts), and apply in call order.
+//
+// Event log and topic offsets follow commit order across proxies: see batch.ts. Consumer offsets,
+// dead letters and topic trims are single statements (a trim also takes the topic lock), not
+// group-committed.
 //
 // Single writer (invariant 1) across processes: the expected-sequence and expected-version checks
 // run inside the batch's transaction against committed data, and the primary keys reject the
@@ -17,12 +22,21 @@
 import pg from "pg";
 import {
   checkAppend,
+  checkConsumerCall,
+  checkDeadLetter,
+  checkEventLogRead,
+  checkInteger,
+  checkPublish,
+  checkTopicRead,
   checkValueWrite,
   CommitListeners,
   secondsSince,
   StoreUnavailableError,
   type CommitListener,
+  type ConsumerOffsets,
+  type DeadLetters,
   type Durability,
+  type EventLogEntry,
   type Journal,
   type JournalAppend,
   type KeyValueStore,
@@ -31,12 +45,15 @@ import {
   type StoreStats,
   type StoredEvent,
   type StoredSnapshot,
+  type TopicLog,
+  type TopicMessage,
+  type TopicPublish,
   type ValueWrite,
   type VersionedValue,
 } from "../store.js";
-import { BatchSql, commitBatch, type BatchWrite, type ValueTable } from "./batch.js";
+import { BatchSql, commitBatch, type BatchWrite, type ValueTable, type WriteOutcome } from "./batch.js";
 import { describePostgres, parsePostgresUrl, type PostgresConnection } from "./connection.js";
-import { migrate, SchemaError, schemaVersion } from "./schema.js";
+import { migrate, quoteIdentifier, SchemaError, schemaVersion } from "./schema.js";
 
 export interface PostgresStoreOptions {
   /**
@@ -68,9 +85,13 @@ export interface PostgresSettings {
 
 type PendingWrite = BatchWrite & {
   readonly key: string;
-  readonly resolve: (version: number) => void;
+  /** Resolves the write with what it was written as (its version, its offsets, …). */
+  readonly resolve: (written: Exclude<WriteOutcome, Error>) => void;
   readonly reject: (error: Error) => void;
 };
+
+// Every publish has this key: see the top of the file.
+const PUBLISH_KEY = "topics";
 
 const DEFAULTS = { maxBatchSize: 512, maxConcurrentBatches: 4, connectTimeoutMs: 3_000, statementTimeoutMs: 5_000 };
 // Migrations may legitimately run long, and wait for another proxy's migrations.
@@ -83,6 +104,9 @@ export class PostgresStore implements Store {
   readonly journal: Journal;
   readonly values: KeyValueStore;
   readonly crdts: KeyValueStore;
+  readonly topics: TopicLog;
+  readonly offsets: ConsumerOffsets;
+  readonly deadLetters: DeadLetters;
 
   private readonly pool: pg.Pool;
   private readonly sql: BatchSql;
@@ -173,9 +197,14 @@ export class PostgresStore implements Store {
       append: (append) => this.append(append),
       events: (persistenceId, entityId, fromSequence) => this.events(persistenceId, entityId, fromSequence),
       entityIds: (persistenceId) => this.entityIds(persistenceId),
+      eventLog: (persistenceId, afterOffset, limit) => this.eventLog(persistenceId, afterOffset, limit),
+      eventLogHead: (persistenceId) => this.eventLogHead(persistenceId),
     };
     this.values = this.keyValueStore("value_state");
     this.crdts = this.keyValueStore("crdt_state");
+    this.topics = this.topicLog();
+    this.offsets = this.consumerOffsets();
+    this.deadLetters = this.deadLetterStore();
   }
 
   stats(): StoreStats {
@@ -228,12 +257,23 @@ export class PostgresStore implements Store {
     });
   }
 
+  private publish(messages: readonly TopicPublish[]): Promise<number[]> {
+    if (this.closed) return Promise.reject(this.closedError());
+    const invalid = checkPublish(messages);
+    if (invalid) return Promise.reject(invalid);
+    if (messages.length === 0) return Promise.resolve([]);
+    return new Promise<number[]>((resolve, reject) => {
+      this.enqueue({ kind: "publish", messages, key: PUBLISH_KEY, resolve: (offsets) => resolve(offsets!), reject });
+    });
+  }
+
   private writeValue(table: ValueTable, write: ValueWrite): Promise<number> {
     if (this.closed) return Promise.reject(this.closedError());
     const invalid = checkValueWrite(write);
     if (invalid) return Promise.reject(invalid);
     return new Promise<number>((resolve, reject) => {
-      this.enqueue({ kind: "value", table, write, key: `${table}\0${write.persistenceId}\0${write.entityId}`, resolve, reject });
+      const version = write.expectedVersion + 1;
+      this.enqueue({ kind: "value", table, write, key: `${table}\0${write.persistenceId}\0${write.entityId}`, resolve: () => resolve(version), reject });
     });
   }
 
@@ -310,7 +350,7 @@ export class PostgresStore implements Store {
       for (const pending of batch) pending.reject(error);
       return;
     }
-    const written = outcomes.filter((outcome) => outcome === undefined).length;
+    const written = outcomes.filter((outcome) => !(outcome instanceof Error)).length;
     if (written > 0) {
       this.batches++;
       this.writes += written;
@@ -318,8 +358,8 @@ export class PostgresStore implements Store {
     }
     batch.forEach((pending, i) => {
       const outcome = outcomes[i];
-      if (outcome) pending.reject(outcome);
-      else pending.resolve(pending.kind === "value" ? pending.write.expectedVersion + 1 : 0);
+      if (outcome instanceof Error) pending.reject(outcome);
+      else pending.resolve(outcome);
     });
   }
 
@@ -364,6 +404,225 @@ export class PostgresStore implements Store {
       [persistenceId],
     );
     return rows.map((row) => row.entity_id);
+  }
+
+  private async eventLog(persistenceId: string, afterOffset: number, limit: number): Promise<EventLogEntry[]> {
+    this.check(checkEventLogRead(persistenceId, afterOffset, limit));
+    const rows = await this.query<{ entity_id: string; sequence: string; type_url: string; payload: Buffer; ordering: string; timestamp: string }>(
+      "read the event log of",
+      "SELECT entity_id, sequence, type_url, payload, ordering, floor(extract(epoch FROM written_at) * 1000)::bigint AS timestamp" +
+        ` FROM ${this.sql.journal} WHERE persistence_id = $1 AND ordering > $2 ORDER BY ordering LIMIT $3`,
+      [persistenceId, afterOffset, limit],
+    );
+    return rows.map((row) => ({
+      entityId: row.entity_id,
+      sequence: Number(row.sequence),
+      typeUrl: row.type_url,
+      bytes: row.payload,
+      offset: Number(row.ordering),
+      timestamp: Number(row.timestamp),
+    }));
+  }
+
+  private async eventLogHead(persistenceId: string): Promise<number> {
+    this.check(checkEventLogRead(persistenceId, 0));
+    const rows = await this.query<{ head: string | null }>(
+      "read the event log of",
+      `SELECT max(ordering) AS head FROM ${this.sql.journal} WHERE persistence_id = $1`,
+      [persistenceId],
+    );
+    return Number(rows[0]?.head ?? 0);
+  }
+
+  private topicLog(): TopicLog {
+    const { topicMessages, topics } = this.sql;
+    return {
+      publish: (messages) => this.publish(messages),
+      read: async (topic, afterOffset, limit) => {
+        this.check(checkTopicRead(topic, afterOffset, limit));
+        const rows = await this.query<{
+          offset: string;
+          topic: string;
+          id: string;
+          source: string;
+          type: string;
+          subject: string;
+          content_type: string;
+          time: string;
+          data: Buffer;
+        }>(
+          "read a topic from",
+          `SELECT "offset", topic, id, source, type, subject, content_type, time, data FROM ${topicMessages}` +
+            ' WHERE topic = $1 AND "offset" > $2 ORDER BY "offset" LIMIT $3',
+          [topic, afterOffset, limit],
+        );
+        return rows.map(
+          (row): TopicMessage => ({
+            offset: Number(row.offset),
+            topic: row.topic,
+            id: row.id,
+            source: row.source,
+            type: row.type,
+            subject: row.subject,
+            contentType: row.content_type,
+            time: Number(row.time),
+            data: row.data,
+          }),
+        );
+      },
+      trim: async (before) => {
+        this.check(checkInteger("topic trim", "before", before, Number.MIN_SAFE_INTEGER));
+        // Under the topic lock, so that a publish never finds a message it collided with gone.
+        return this.transaction("trim topics in", async (client) => {
+          await this.sql.lock(client, "topics");
+          return (await client.query(`DELETE FROM ${topicMessages} WHERE time < $1`, [before])).rowCount ?? 0;
+        });
+      },
+      topics: async () => {
+        const rows = await this.query<{ topic: string; messages: string; head: string }>(
+          "read the topics of",
+          `SELECT t.topic, (SELECT count(*) FROM ${topicMessages} AS m WHERE m.topic = t.topic) AS messages, t.head FROM ${topics} AS t ORDER BY t.topic`,
+          [],
+        );
+        return rows.map((row) => ({ topic: row.topic, messages: Number(row.messages), head: Number(row.head) }));
+      },
+    };
+  }
+
+  private consumerOffsets(): ConsumerOffsets {
+    const table = `${quoteIdentifier(this.schema)}.consumer_offsets`;
+    return {
+      get: async (group, source) => {
+        this.check(checkConsumerCall("get", group, source));
+        const rows = await this.query<{ offset: string }>(
+          "read a consumer offset from",
+          `SELECT "offset" FROM ${table} WHERE consumer_group = $1 AND source = $2`,
+          [group, source],
+        );
+        return Number(rows[0]?.offset ?? 0);
+      },
+      // Taken when there is no row, when nobody holds it, when it is the owner's or when it
+      // expired, by the database's clock. Concurrent claims are serialised on the row.
+      claim: async (group, source, owner, ttlMs) => {
+        this.check(checkConsumerCall("claim", group, source, owner, { name: "ttlMs", value: ttlMs }));
+        const rows = await this.query(
+          "claim a consumer lease in",
+          `INSERT INTO ${table} AS c (consumer_group, source, owner, lease_expires)` +
+            " VALUES ($1, $2, $3, now() + $4::double precision * interval '1 millisecond')" +
+            " ON CONFLICT (consumer_group, source) DO UPDATE SET owner = excluded.owner, lease_expires = excluded.lease_expires" +
+            " WHERE c.owner IS NULL OR c.owner = excluded.owner OR c.lease_expires <= now()" +
+            " RETURNING 1",
+          [group, source, owner, ttlMs],
+        );
+        return rows.length === 1;
+      },
+      release: async (group, source, owner) => {
+        this.check(checkConsumerCall("release", group, source, owner));
+        await this.query(
+          "release a consumer lease in",
+          `UPDATE ${table} SET owner = NULL, lease_expires = NULL WHERE consumer_group = $1 AND source = $2 AND owner = $3`,
+          [group, source, owner],
+        );
+      },
+      // The owner column still naming `owner` is what holding the lease means for a commit: an
+      // expired lease that nobody took over is still the owner's.
+      commit: async (group, source, owner, offset) => {
+        this.check(checkConsumerCall("commit", group, source, owner, { name: "offset", value: offset }));
+        const rows = await this.query(
+          "commit a consumer offset to",
+          `UPDATE ${table} SET "offset" = greatest("offset", $4) WHERE consumer_group = $1 AND source = $2 AND owner = $3 RETURNING 1`,
+          [group, source, owner, offset],
+        );
+        return rows.length === 1;
+      },
+      list: async () => {
+        const rows = await this.query<{ consumer_group: string; source: string; offset: string; owner: string | null }>(
+          "read the consumer offsets of",
+          `SELECT consumer_group, source, "offset", CASE WHEN lease_expires > now() THEN owner END AS owner FROM ${table}` +
+            " ORDER BY consumer_group, source",
+          [],
+        );
+        return rows.map((row) => ({ group: row.consumer_group, source: row.source, offset: Number(row.offset), owner: row.owner ?? undefined }));
+      },
+    };
+  }
+
+  private deadLetterStore(): DeadLetters {
+    const table = `${quoteIdentifier(this.schema)}.dead_letters`;
+    return {
+      add: async (letter) => {
+        this.check(checkDeadLetter(letter));
+        const { group, source, offset, messageId, type, subject, contentType, data, attempts, error, time } = letter;
+        const rows = await this.query<{ id: string }>(
+          "store a dead letter in",
+          `INSERT INTO ${table} (consumer_group, source, "offset", message_id, type, subject, content_type, data, attempts, error, time)` +
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+          [group, source, offset, messageId, type, subject, contentType, Buffer.from(data.buffer, data.byteOffset, data.byteLength), attempts, error, time],
+        );
+        return Number(rows[0]!.id);
+      },
+      list: async (limit) => {
+        this.check(checkInteger("dead letter list", "limit", limit, 0));
+        const rows = await this.query<{
+          id: string;
+          consumer_group: string;
+          source: string;
+          offset: string;
+          message_id: string;
+          type: string;
+          subject: string;
+          content_type: string;
+          data: Buffer;
+          attempts: number;
+          error: string;
+          time: string;
+        }>("read the dead letters of", `SELECT * FROM ${table} ORDER BY id DESC LIMIT $1`, [limit]);
+        return rows.map((row) => ({
+          id: Number(row.id),
+          group: row.consumer_group,
+          source: row.source,
+          offset: Number(row.offset),
+          messageId: row.message_id,
+          type: row.type,
+          subject: row.subject,
+          contentType: row.content_type,
+          data: row.data,
+          attempts: Number(row.attempts),
+          error: row.error,
+          time: Number(row.time),
+        }));
+      },
+      count: async () => {
+        const rows = await this.query<{ count: string }>("count the dead letters of", `SELECT count(*) FROM ${table}`, []);
+        return Number(rows[0]!.count);
+      },
+      remove: async (id) => {
+        this.check(checkInteger("dead letter remove", "id", id, 0));
+        const rows = await this.query("remove a dead letter from", `DELETE FROM ${table} WHERE id = $1 RETURNING 1`, [id]);
+        return rows.length === 1;
+      },
+    };
+  }
+
+  // Closed first, then the arguments: like the writes that queue.
+  private check(invalid: RangeError | undefined): void {
+    if (this.closed) throw this.closedError();
+    if (invalid) throw invalid;
+  }
+
+  /** Runs `fn` in a transaction on a connection of its own; a failure discards the connection. */
+  private async transaction<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      client.release();
+      return result;
+    } catch (cause) {
+      client.release(true);
+      throw this.unavailable(`could not ${what}`, cause);
+    }
   }
 
   private keyValueStore(table: ValueTable): KeyValueStore {

@@ -61,6 +61,68 @@ export const migrations: readonly Migration[] = [
       CREATE TABLE crdt_state (LIKE value_state INCLUDING ALL);
     `,
   },
+  {
+    description: "event log commit times, topics, consumer offsets and dead letters",
+    sql: `
+      -- The event log of a persistence id is its journal rows in ordering order; written_at is an
+      -- event's commit time. Batches that write journal rows take a transaction advisory lock
+      -- before inserting them (batch.ts), so ordering values are taken in commit order, and the
+      -- time of the inserting statement (rather than of the transaction's start, which may be
+      -- before it waited for the lock) keeps commit times in that order too.
+      ALTER TABLE journal ALTER COLUMN written_at SET DEFAULT statement_timestamp();
+
+      -- Topic messages (CloudEvents). offset is global across topics and taken under an advisory
+      -- lock of its own, so in commit order; (topic, source, id) identifies a message (idempotent
+      -- publish). time is ce-time in milliseconds since the epoch.
+      CREATE TABLE topic_messages (
+        "offset"     bigserial        PRIMARY KEY,
+        topic        text COLLATE "C" NOT NULL,
+        id           text COLLATE "C" NOT NULL,
+        source       text COLLATE "C" NOT NULL,
+        type         text             NOT NULL,
+        subject      text             NOT NULL,
+        content_type text             NOT NULL,
+        time         bigint           NOT NULL,
+        data         bytea            NOT NULL,
+        UNIQUE (topic, source, id)
+      );
+      CREATE INDEX topic_messages_by_topic ON topic_messages (topic, "offset");
+      CREATE INDEX topic_messages_by_time ON topic_messages (time);
+      -- Every topic that ever had a message, with the highest offset it was given (kept when
+      -- retention deletes the messages).
+      CREATE TABLE topics (
+        topic text COLLATE "C" PRIMARY KEY,
+        head  bigint           NOT NULL
+      );
+
+      -- Where each consumer group is in each source, and which proxy holds the lease on it (lease
+      -- times are the database's clock, shared by every proxy).
+      CREATE TABLE consumer_offsets (
+        consumer_group text COLLATE "C" NOT NULL,
+        source         text COLLATE "C" NOT NULL,
+        "offset"       bigint           NOT NULL DEFAULT 0,
+        owner          text,
+        lease_expires  timestamptz,
+        PRIMARY KEY (consumer_group, source)
+      );
+
+      -- Messages consumers gave up on.
+      CREATE TABLE dead_letters (
+        id             bigserial PRIMARY KEY,
+        consumer_group text      NOT NULL,
+        source         text      NOT NULL,
+        "offset"       bigint    NOT NULL,
+        message_id     text      NOT NULL,
+        type           text      NOT NULL,
+        subject        text      NOT NULL,
+        content_type   text      NOT NULL,
+        data           bytea     NOT NULL,
+        attempts       integer   NOT NULL,
+        error          text      NOT NULL,
+        time           bigint    NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The schema cannot be brought to this proxy's version: a deployment problem, not worth retrying. */
@@ -76,6 +138,15 @@ export function quoteIdentifier(name: string): string {
 // The first key of the two-part advisory lock: "CSTS" in ASCII, so that it does not collide with
 // locks other applications take in the same database. The second key is the schema name's hash.
 const LOCK_NAMESPACE = 0x43535453;
+
+/**
+ * The first keys of the transaction advisory locks that serialise writers (the second key is
+ * hashtext(schema), as for migrations): "CSTJ" for transactions that insert journal rows, "CSTT"
+ * for those that insert or delete topic messages. A transaction that takes both takes the
+ * journal's first.
+ */
+export const JOURNAL_LOCK = 0x4353544a;
+export const TOPIC_LOCK = 0x43535454;
 
 /**
  * Brings `schema` (created if missing) to `list.length`, applying only the migrations it has not

@@ -67,6 +67,62 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    description: "topics, consumer offsets and dead letters",
+    sql: `
+      -- The event log needs nothing new: journal.ordering is its offset (SQLite has one writer, so
+      -- ordering is commit order) and journal.written_at its commit time.
+
+      -- Topic messages (CloudEvents). offset is global across topics, AUTOINCREMENT so that it is
+      -- never reused once trimmed; (topic, source, id) identifies a message (idempotent publish).
+      CREATE TABLE topic_messages (
+        "offset"     INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic        TEXT    NOT NULL,
+        id           TEXT    NOT NULL,
+        source       TEXT    NOT NULL,
+        type         TEXT    NOT NULL,
+        subject      TEXT    NOT NULL,
+        content_type TEXT    NOT NULL,
+        time         INTEGER NOT NULL, -- ce-time, milliseconds since the epoch
+        data         BLOB    NOT NULL,
+        UNIQUE (topic, source, id)
+      );
+      CREATE INDEX topic_messages_by_topic ON topic_messages (topic, "offset");
+      CREATE INDEX topic_messages_by_time ON topic_messages (time);
+      -- Every topic that ever had a message, with the highest offset it was given (kept when
+      -- retention deletes the messages).
+      CREATE TABLE topics (
+        topic TEXT    PRIMARY KEY,
+        head  INTEGER NOT NULL
+      );
+
+      -- Where each consumer group is in each source, and which proxy holds the lease on it.
+      CREATE TABLE consumer_offsets (
+        consumer_group TEXT    NOT NULL,
+        source         TEXT    NOT NULL,
+        "offset"       INTEGER NOT NULL DEFAULT 0,
+        owner          TEXT,
+        lease_expires  INTEGER, -- milliseconds since the epoch
+        PRIMARY KEY (consumer_group, source)
+      );
+
+      -- Messages consumers gave up on.
+      CREATE TABLE dead_letters (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        consumer_group TEXT    NOT NULL,
+        source         TEXT    NOT NULL,
+        "offset"       INTEGER NOT NULL,
+        message_id     TEXT    NOT NULL,
+        type           TEXT    NOT NULL,
+        subject        TEXT    NOT NULL,
+        content_type   TEXT    NOT NULL,
+        data           BLOB    NOT NULL,
+        attempts       INTEGER NOT NULL,
+        error          TEXT    NOT NULL,
+        time           INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Brings the database to `list.length`, applying only the migrations it has not seen. */

@@ -72,6 +72,61 @@ describe("sqlite store", () => {
       }
     });
 
+    test("topic messages, consumer positions and dead letters survive closing and reopening the file, and offsets go on from there", async () => {
+      const path = freshPath();
+      const message = (id: string, time: number) => ({
+        topic: "t",
+        id,
+        source: "s",
+        type: "t",
+        subject: "",
+        contentType: "text/plain",
+        time,
+        data: Buffer.from(id),
+      });
+      let store = new SqliteStore(path);
+      await store.journal.append(append("cart-1", 0, "a"));
+      const [first, second] = await store.topics.publish([message("1", 1), message("2", 2)]);
+      await store.topics.trim(3); // both gone: the head must stay all the same
+      assert.equal(await store.offsets.claim("g", "topic:t", "proxy-a", 60_000), true);
+      assert.equal(await store.offsets.commit("g", "topic:t", "proxy-a", second!), true);
+      const letter = await store.deadLetters.add({
+        group: "g",
+        source: "topic:t",
+        offset: first!,
+        messageId: "1",
+        type: "t",
+        subject: "",
+        contentType: "text/plain",
+        data: Buffer.from("1"),
+        attempts: 3,
+        error: "boom",
+        time: 5,
+      });
+      const head = await store.journal.eventLogHead(PID);
+      await store.close();
+
+      store = new SqliteStore(path);
+      try {
+        assert.deepEqual(await store.topics.topics(), [{ topic: "t", messages: 0, head: second }]);
+        const [third] = await store.topics.publish([message("1", 10)]);
+        assert.ok(third! > second!, "an offset was reused");
+        assert.deepEqual(await store.offsets.list(), [{ group: "g", source: "topic:t", offset: second, owner: "proxy-a" }]);
+        assert.deepEqual(
+          (await store.deadLetters.list(10)).map((l) => [l.id, l.error]),
+          [[letter, "boom"]],
+        );
+        assert.equal(await store.journal.eventLogHead(PID), head);
+        await store.journal.append(append("cart-1", 1, "b"));
+        assert.deepEqual(
+          (await store.journal.eventLog(PID, head, 10)).map((e) => Buffer.from(e.bytes).toString()),
+          ["b"],
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
     test("appends pending at close are on disk when the file is reopened", async () => {
       const path = freshPath();
       const store = new SqliteStore(path);
@@ -201,6 +256,33 @@ describe("sqlite store", () => {
       }
     });
 
+    test("topic publishes share the transaction of the appends and value writes issued with them", async () => {
+      const store = new SqliteStore(freshPath());
+      try {
+        const publish = (i: number) =>
+          store.topics.publish([{ topic: `t-${i % 2}`, id: `${i}`, source: "s", type: "t", subject: "", contentType: "text/plain", time: 0, data: Buffer.from(`${i}`) }]);
+        await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            i % 3 === 0
+              ? store.journal.append(append(`cart-${i}`, 0, "a"))
+              : i % 3 === 1
+                ? publish(i)
+                : store.values.write({ persistenceId: PID, entityId: `cart-${i}`, expectedVersion: 0, value: { typeUrl: "t", bytes: Buffer.from(`${i}`) } }),
+          ),
+        );
+        assert.deepEqual(store.stats(), { batches: 1, writes: 30 });
+        assert.deepEqual(
+          (await store.topics.topics()).map((t) => [t.topic, t.messages]),
+          [
+            ["t-0", 5],
+            ["t-1", 5],
+          ],
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
     test("a full queue is committed at once, without waiting for the scheduled flush", async () => {
       const store = new SqliteStore(freshPath(), { maxBatchSize: 16 });
       try {
@@ -297,6 +379,36 @@ describe("sqlite store", () => {
         assert.equal(store.settings().schemaVersion, migrations.length);
         assert.deepEqual(await contents(store, "cart-1"), ["old"]);
         assert.equal(await store.values.write({ persistenceId: PID, entityId: "cart-1", expectedVersion: 0, value: undefined }), 1);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("a file from schema version 2 gains topics, offsets and dead letters, and its journal becomes an event log", async () => {
+      const path = freshPath();
+      const db = new Database(path);
+      migrate(db, migrations.slice(0, 2));
+      const insert = db.prepare("INSERT INTO journal (persistence_id, entity_id, sequence, type_url, payload, written_at) VALUES (?, ?, 1, 't', ?, ?)");
+      insert.run(PID, "cart-1", Buffer.from("old"), 1_700_000_000_123);
+      insert.run(PID, "cart-2", Buffer.from("older"), 1_700_000_000_456);
+      db.close();
+      const store = new SqliteStore(path);
+      try {
+        assert.equal(store.settings().schemaVersion, migrations.length);
+        const log = await store.journal.eventLog(PID, 0, 10);
+        assert.deepEqual(
+          log.map((e) => [e.entityId, e.sequence, Buffer.from(e.bytes).toString(), e.offset, e.timestamp]),
+          [
+            ["cart-1", 1, "old", 1, 1_700_000_000_123],
+            ["cart-2", 1, "older", 2, 1_700_000_000_456],
+          ],
+        );
+        const [offset] = await store.topics.publish([
+          { topic: "t", id: "1", source: "s", type: "t", subject: "", contentType: "text/plain", time: 0, data: Buffer.from("m") },
+        ]);
+        assert.deepEqual(await store.topics.topics(), [{ topic: "t", messages: 1, head: offset }]);
+        assert.equal(await store.offsets.claim("g", "s", "o", 1_000), true);
+        assert.equal(await store.deadLetters.count(), 0);
       } finally {
         await store.close();
       }
