@@ -2,8 +2,8 @@
 // service (built and checked when the entity is defined), the decoding of a payload, and what a
 // bug in a handler becomes.
 import { fromBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
-import type { Any } from "@bufbuild/protobuf/wkt";
-import { typeNameOf, typeUrl } from "./any.js";
+import { AnySchema, type Any } from "@bufbuild/protobuf/wkt";
+import { isAnySchema, isProtobufUrl, typeNameOf, typeUrl } from "./any.js";
 import { CommandFailure } from "./errors.js";
 import { describeError, type Logger } from "./logger.js";
 
@@ -52,15 +52,32 @@ export function checkPassivationTimeout(where: string, ms: number | undefined): 
 
 /**
  * The command's input. A payload of another type, or one that does not decode, throws a
- * CommandFailure: the client gets the description, and the entity goes on.
+ * CommandFailure: the client gets the description, and the entity goes on. A method that takes
+ * google.protobuf.Any takes any payload, as is (see anyInput).
  */
 export function decodeInput(method: DescMethod, payload: Any | undefined): Message {
+  if (isAnySchema(method.input) && payload) return anyInput(method, payload);
   // Compare names, not whole URLs: the host part of a type URL carries no meaning.
   if (!payload || typeNameOf(payload.typeUrl) !== method.input.typeName) {
     throw new CommandFailure(`${method.name} expects a ${typeUrl(method.input)} payload, got ${payload?.typeUrl || "none"}`);
   }
   try {
     return fromBinary(method.input, payload.value);
+  } catch (e) {
+    throw new CommandFailure(`Cannot decode the ${method.name} payload: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The input of a method that takes google.protobuf.Any: an eventing delivery's payload is the
+ * message as is, whatever its type (a protobuf message, JSON, text, bytes). A client's call (or a
+ * forward) packs its request like any other, as a `google.protobuf.Any` message: that one is unwrapped,
+ * so the handler gets the Any the caller sent either way.
+ */
+function anyInput(method: DescMethod, payload: Any): Message {
+  if (!isProtobufUrl(payload.typeUrl) || typeNameOf(payload.typeUrl) !== AnySchema.typeName) return payload;
+  try {
+    return fromBinary(AnySchema, payload.value);
   } catch (e) {
     throw new CommandFailure(`Cannot decode the ${method.name} payload: ${(e as Error).message}`);
   }

@@ -1,6 +1,8 @@
 // What every handler may do, whatever the entity type: fail, forward, run side effects, read
-// metadata. Each entity type's context extends this with its own operations (state, no reply, …).
+// metadata and the CloudEvent it carries. Each entity type's context extends this with its own
+// operations (state, no reply, …).
 import { create, isMessage, type DescMessage, type DescMethod, type MessageInitShape } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
 import {
   ClientActionSchema,
   ForwardSchema,
@@ -13,7 +15,8 @@ import {
   type MetadataEntry,
   type SideEffect,
 } from "@cloudstate-ts/protocol";
-import { pack } from "./any.js";
+import { isAnySchema, pack } from "./any.js";
+import { cloudEventOf, type CloudEvent } from "./cloud-event.js";
 import { CommandFailure } from "./errors.js";
 
 export type MetadataValue = string | Uint8Array;
@@ -69,6 +72,22 @@ export class Forward<O extends DescMessage = DescMessage> {
   ) {}
 }
 
+/**
+ * The answer that sends the client nothing: return `ctx.noReply()` (actions, value and event-sourced
+ * entities). The command's state change and side effects still happen; for an eventing subscriber
+ * with an `out` topic it means "nothing to publish".
+ */
+export class NoReply {
+  static readonly instance = new NoReply();
+  // A private member makes the type nominal: a plain object is never a NoReply.
+  private readonly name = "NoReply";
+  private constructor() {}
+
+  toString(): string {
+    return this.name;
+  }
+}
+
 export interface ForwardOptions {
   metadata?: MetadataInit;
 }
@@ -86,8 +105,13 @@ export type Reply<O extends DescMessage> = MessageInitShape<O> | Forward<O>;
 export interface Context {
   /** The method name as in the proto, e.g. "AddItem". */
   readonly commandName: string;
-  /** The request metadata (empty for event-sourced and value entities: the proxy sends none). */
+  /** The request metadata: the client's headers, or the CloudEvent attributes of an eventing delivery. */
   readonly metadata: Metadata;
+  /**
+   * The CloudEvent this command is, when the proxy delivered it from an eventing source (a topic or
+   * an event log): its attributes, read from the metadata. Undefined for a client's call.
+   */
+  readonly cloudEvent: CloudEvent | undefined;
   /** Fails the command: the client gets `message` as the error; the command's state changes and effects are dropped. */
   fail(message: string): never;
   /** Hands the command to `method` (of any service) once this command's state change is durable; return the result. */
@@ -115,11 +139,17 @@ export class BaseContext implements Context {
   /** Set by fail(), so a failure stands even if the handler catches the CommandFailure. */
   failure: string | undefined;
   private active = true;
+  private event: CloudEvent | undefined | null = null; // null: not read yet
 
   constructor(
     readonly commandName: string,
     readonly metadata: Metadata,
   ) {}
+
+  get cloudEvent(): CloudEvent | undefined {
+    if (this.event === null) this.event = cloudEventOf(this.metadata);
+    return this.event;
+  }
 
   fail(message: string): never {
     this.ensureActive("fail");
@@ -192,6 +222,18 @@ export function replyAction(method: DescMethod, outputUrl: string, result: unkno
   const where = `the handler of ${method.parent.name}.${method.name}`;
   if (result === undefined || result === null) {
     throw new TypeError(`${where} returned nothing: return the ${method.output.typeName} reply, or ctx.forward(...)`);
+  }
+  if (result instanceof NoReply) throw new TypeError(`${where} answered ctx.noReply(), which this entity type does not offer`);
+  if (isAnySchema(method.output)) {
+    // An Any reply goes as is: its type URL says what it is (a protobuf message, JSON, text, bytes).
+    if (isMessage(result) && !isMessage(result, AnySchema)) {
+      throw new TypeError(`${where} returned a ${result.$typeName}, expected a google.protobuf.Any: wrap it with protobufAny(<its schema>, message)`);
+    }
+    const payload = create(AnySchema, result as MessageInitShape<typeof AnySchema>);
+    if (!payload.typeUrl) {
+      throw new TypeError(`${where} returned an Any with no type URL: build it with protobufAny, jsonAny, textAny or bytesAny`);
+    }
+    return create(ClientActionSchema, { action: { case: "reply", value: { payload } } });
   }
   if (isMessage(result) && result.$typeName !== method.output.typeName) {
     throw new TypeError(`${where} returned a ${result.$typeName}, expected a ${method.output.typeName}`);

@@ -1,21 +1,6 @@
 // The context of an action call: the common operations, a way to answer with no reply, and a
 // signal for a call that ends early.
-import { BaseContext, Metadata, type Context } from "../context.js";
-
-/**
- * The answer that sends the client nothing: return (or yield) `ctx.noReply()`. The response's
- * side effects still run.
- */
-export class NoReply {
-  static readonly instance = new NoReply();
-  // A private member makes the type nominal: a plain object is never a NoReply.
-  private readonly name = "NoReply";
-  private constructor() {}
-
-  toString(): string {
-    return this.name;
-  }
-}
+import { BaseContext, Metadata, NoReply, type Context } from "../context.js";
 
 export interface ActionContext extends Context {
   /**

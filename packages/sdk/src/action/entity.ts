@@ -3,9 +3,9 @@
 import type { DescFile, DescMessage, Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { commandRoutes, type CommandRoute } from "../command.js";
-import type { Forward } from "../context.js";
+import type { Forward, NoReply } from "../context.js";
 import type { Entity } from "../entity.js";
-import type { ActionContext, NoReply } from "./context.js";
+import type { ActionContext } from "./context.js";
 import { actionProtocol } from "./handler.js";
 
 /** An action's answer: the reply (a message or its init shape), `ctx.forward(...)`, or `ctx.noReply()`. */

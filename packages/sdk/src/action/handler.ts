@@ -7,12 +7,12 @@ import { ActionProtocol, ActionResponseSchema, type ActionCommand, type ActionRe
 import * as grpc from "@grpc/grpc-js";
 import { once } from "node:events";
 import { decodeInput, reportBug, type CommandRoute } from "../command.js";
-import { Metadata, replyAction } from "../context.js";
+import { Metadata, NoReply, replyAction } from "../context.js";
 import type { Entity, EntityProtocol, ProtocolEnv } from "../entity.js";
 import { CommandFailure, ProtocolError } from "../errors.js";
 import { describeError, type Logger } from "../logger.js";
 import type { OpenStream } from "../streams.js";
-import { ActionCallContext, NoReply, type ActionContext } from "./context.js";
+import { ActionCallContext, type ActionContext } from "./context.js";
 import type { Action } from "./entity.js";
 
 type Handler = (request: Message | AsyncIterable<Message>, ctx: ActionContext) => unknown;

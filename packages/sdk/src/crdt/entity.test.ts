@@ -5,10 +5,11 @@ import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { CommandSchema } from "@cloudstate-ts/protocol";
-import { crdtEntity, GCounter, ORMap, ORSet, Vote, WriteConsistency, type Crdt } from "../index.js";
+import { crdtEntity, GCounter, NoReply, ORMap, ORSet, textAny, Vote, WriteConsistency, type Crdt } from "../index.js";
 import { memoryLogger } from "../testdata/counter.js";
 import { Actions } from "../testdata/gen/sdktest/actions_pb.js";
 import { CrdtRequestSchema, CrdtTarget, GCounterTest } from "../testdata/gen/sdktest/crdts_pb.js";
+import { AnyCounter } from "../testdata/gen/sdktest/eventing_pb.js";
 import { CrdtInstance } from "./handler.js";
 import type { CrdtEntity } from "./entity.js";
 
@@ -129,4 +130,22 @@ test("a CRDT kept from a handler cannot change after it returned", async () => {
   await instance.handleCommand(create(CommandSchema, { id: 1n, name: "Process", payload: anyPack(CrdtRequestSchema, create(CrdtRequestSchema)) }));
   assert.throws(() => kept!.increment(), /can change only in a command handler/);
   assert.equal(instance.state.hasDelta, false);
+});
+
+test("CRDT commands answer with a reply: their context has no noReply(), and a NoReply returned anyway is a bug", async () => {
+  const entity = crdtEntity({
+    service: AnyCounter,
+    crdt: () => new GCounter(),
+    commands: {
+      // @ts-expect-error: no noReply() on a CRDT command's context
+      count: (_any, ctx) => ctx.noReply(),
+    },
+  });
+  const cast = crdtEntity({ service: AnyCounter, crdt: () => new GCounter(), commands: { count: () => NoReply.instance as never } });
+  const logger = memoryLogger();
+  const instance = new CrdtInstance(cast as unknown as CrdtEntity, "c1", undefined, logger);
+  const [out] = await instance.handleCommand(create(CommandSchema, { entityId: "c1", id: 1n, name: "Count", payload: textAny("x") }));
+  assert.equal(out?.message.case === "reply" && out.message.value.clientAction?.action.case, "failure");
+  assert.ok(logger.lines.some((l) => l.includes("answered ctx.noReply(), which this entity type does not offer")));
+  assert.equal(entity.commands.size, 1);
 });

@@ -1,9 +1,9 @@
-// The context of an event-sourced command: the state, and emit() on top of the common operations.
+// The context of an event-sourced command: the state, emit() and noReply() on top of the common operations.
 import { clone, isMessage, type Message } from "@bufbuild/protobuf";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "@cloudstate-ts/protocol";
 import { pack } from "../any.js";
-import { BaseCommandContext, Metadata, type CommandContext } from "../context.js";
+import { BaseCommandContext, Metadata, NoReply, type CommandContext } from "../context.js";
 import type { EventSourcedEntity } from "./entity.js";
 
 export interface EventSourcedCommandContext<State extends Message, Event extends Message> extends CommandContext {
@@ -11,6 +11,11 @@ export interface EventSourcedCommandContext<State extends Message, Event extends
   readonly state: State;
   /** Records an event, applies it to `state` at once, and persists it if the command succeeds. */
   emit(event: Event): void;
+  /**
+   * An answer that sends no reply: return it. The command's state change and side effects still
+   * happen; a subscriber with an eventing `out` topic publishes nothing for it.
+   */
+  noReply(): NoReply;
 }
 
 export class EventSourcedContext extends BaseCommandContext implements EventSourcedCommandContext<Message, Message> {
@@ -52,5 +57,9 @@ export class EventSourcedContext extends BaseCommandContext implements EventSour
     }
     this.emitted.push(encoded);
     this.working = state;
+  }
+
+  noReply(): NoReply {
+    return NoReply.instance;
   }
 }

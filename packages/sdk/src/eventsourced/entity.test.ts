@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { eventSourced } from "../index.js";
+import { eventSourced, textAny } from "../index.js";
 import { Audit, Counter } from "../testdata/gen/sdktest/counter_pb.js";
+import { Journal } from "../testdata/gen/sdktest/eventing_pb.js";
 import {
   AddedSchema,
   ClearedSchema,
@@ -150,4 +151,26 @@ test("ctx.emit takes only the event types that have a handler", () => {
     ctx.emit(create(AddedSchema));
   };
   assert.equal(typeof emitAdded, "function");
+});
+
+test("ctx.noReply() is an answer; a method of google.protobuf.Any takes an Any and must give one", () => {
+  const journal = { ...base, service: Journal, persistenceId: "journal" };
+  const entity = eventSourced({
+    ...journal,
+    commands: {
+      record: async (any, ctx) => (any.typeUrl === "" ? ctx.noReply() : textAny(any.typeUrl)),
+    },
+  });
+  assert.equal(entity.commands.size, 1);
+  eventSourced({
+    ...base,
+    commands: { add: (_c, ctx) => ctx.noReply(), clear: empty, get: value, forwardGet: value, addAndAudit: empty },
+  });
+  eventSourced({
+    ...journal,
+    commands: {
+      // @ts-expect-error: the reply of a method of Any is an Any, not another message
+      record: () => create(AddedSchema),
+    },
+  });
 });

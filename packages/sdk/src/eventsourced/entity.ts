@@ -4,7 +4,7 @@ import type { DescFile, DescMessage, Message, MessageShape } from "@bufbuild/pro
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { typeUrl } from "../any.js";
 import { checkPassivationTimeout, commandRoutes, type CommandRoute } from "../command.js";
-import type { Reply } from "../context.js";
+import type { NoReply, Reply } from "../context.js";
 import type { Entity } from "../entity.js";
 import type { EventSourcedCommandContext } from "./context.js";
 import { eventSourcedProtocol } from "./handler.js";
@@ -20,7 +20,7 @@ export type CommandHandlers<Methods extends GenServiceMethods, State extends Mes
     ? (
         command: MessageShape<Methods[K]["input"]>,
         ctx: EventSourcedCommandContext<State, Event>,
-      ) => Reply<Methods[K]["output"]> | Promise<Reply<Methods[K]["output"]>>
+      ) => Reply<Methods[K]["output"]> | NoReply | Promise<Reply<Methods[K]["output"]> | NoReply>
     : never; // event-sourced entities serve unary methods only (the proxy rejects others at discovery)
 };
 
@@ -44,7 +44,7 @@ export interface EventSourcedOptions<
    * and return it, or return a new one. They must be pure (replay runs them again) and never throw.
    */
   events: EventHandlers<MessageShape<StateSchema>, Events>;
-  /** The command handlers; each returns the reply (or `ctx.forward(...)`), possibly as a promise. */
+  /** The command handlers; each returns the reply (or `ctx.forward(...)`, `ctx.noReply()`), possibly as a promise. */
   commands: NoInfer<CommandHandlers<Methods, MessageShape<StateSchema>, MessageShape<Events[number]>>>;
   /** Overrides the proxy's idle time before it passivates an entity. */
   passivationTimeoutMs?: number;

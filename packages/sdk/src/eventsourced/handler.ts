@@ -19,7 +19,7 @@ import {
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { pack, typeNameOf } from "../any.js";
 import { decodeInput, reportBug } from "../command.js";
-import { failureAction, replyAction } from "../context.js";
+import { failureAction, NoReply, replyAction } from "../context.js";
 import type { Entity, EntityProtocol, ProtocolEnv } from "../entity.js";
 import { EntityStream } from "../entity-stream.js";
 import { CommandFailure, ProtocolError } from "../errors.js";
@@ -81,7 +81,8 @@ export class EventSourcedInstance {
     try {
       const result = await route.handle(input, ctx);
       if (ctx.failure !== undefined) return failed(command.id, ctx.failure, false);
-      const clientAction = replyAction(route.method, route.outputUrl, result);
+      // No reply: no client action (the proxy answers the client, or publishes, nothing).
+      const clientAction = result instanceof NoReply ? undefined : replyAction(route.method, route.outputUrl, result);
       const events = ctx.emitted;
       const sequence = this.sequence + events.length;
       const state = ctx.working ?? this.state;

@@ -2,7 +2,7 @@
 // (their pushed messages, their cancellation), other replicas' changes and deletion, restarts. The
 // deltas the entity sends are recorded for inspection; commands and replies go through their wire
 // encoding.
-import { create, fromBinary, type DescMessage, type Message, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type Message, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import {
   CommandSchema,
@@ -14,7 +14,7 @@ import {
   type Forward,
   type SideEffect,
 } from "@cloudstate-ts/protocol";
-import { pack } from "../any.js";
+import { pack, unpackReply } from "../any.js";
 import { metadataProto, type MetadataInit } from "../context.js";
 import type { CrdtEntity } from "../crdt/entity.js";
 import { CrdtInstance } from "../crdt/handler.js";
@@ -313,7 +313,7 @@ export class CrdtTestkitStream<Output extends Message> {
 function decodeAction(output: DescMessage, action: ClientAction | undefined) {
   const a = action?.action;
   return {
-    reply: a?.case === "reply" && a.value.payload ? fromBinary(output, a.value.payload.value) : undefined,
+    reply: a?.case === "reply" && a.value.payload ? unpackReply(output, a.value.payload) : undefined,
     forward: a?.case === "forward" ? a.value : undefined,
     failure: a?.case === "failure" ? { description: a.value.description, restart: a.value.restart } : undefined,
   };

@@ -26,6 +26,7 @@ import {
   type EventSourcedStreamIn,
   type EventSourcedStreamOut,
   type Failure,
+  type Metadata as MetadataProto,
   type ValueEntityStreamIn,
   type ValueEntityStreamOut,
 } from "@cloudstate-ts/protocol";
@@ -258,6 +259,21 @@ class Received<Out> {
   }
 }
 
+/** Options of a command on an entity stream. */
+export interface EntityCommandOptions {
+  /** The command's metadata (e.g. the CloudEvent attributes of an eventing delivery). */
+  metadata?: MetadataInit;
+}
+
+/** A command as the entity streams' commandMessage gets it. */
+interface CommandFields {
+  entityId: string;
+  id: bigint;
+  name: string;
+  payload: Any | undefined;
+  metadata: MetadataProto | undefined;
+}
+
 /** An entity's protocol stream: send init and commands, read the replies. */
 abstract class EntityStreamDriver<In, Out> {
   private readonly received: Received<Out>;
@@ -272,14 +288,14 @@ abstract class EntityStreamDriver<In, Out> {
   }
 
   /** Sends a command for `method` (ids count from 1 on each stream) and returns what comes back. */
-  command<M extends DescMethod>(method: M, input: MessageInitShape<M["input"]>): Promise<Out | undefined> {
-    return this.rawCommand(method.name, pack(method.input, create(method.input, input)));
+  command<M extends DescMethod>(method: M, input: MessageInitShape<M["input"]>, options?: EntityCommandOptions): Promise<Out | undefined> {
+    return this.rawCommand(method.name, pack(method.input, create(method.input, input)), options);
   }
 
-  /** Sends a command with any name and payload, e.g. one the entity does not know. */
-  rawCommand(name: string, payload: Any | undefined): Promise<Out | undefined> {
+  /** Sends a command with any name and payload, e.g. one the entity does not know, or an eventing delivery's payload. */
+  rawCommand(name: string, payload: Any | undefined, options?: EntityCommandOptions): Promise<Out | undefined> {
     const id = this.nextId++;
-    this.write(this.commandMessage({ entityId: this.entityId, id, name, payload }));
+    this.write(this.commandMessage({ entityId: this.entityId, id, name, payload, metadata: metadataProto(options?.metadata) }, options));
     return this.next();
   }
 
@@ -302,7 +318,7 @@ abstract class EntityStreamDriver<In, Out> {
     this.call.write(message);
   }
 
-  protected abstract commandMessage(command: { entityId: string; id: bigint; name: string; payload: Any | undefined }): In;
+  protected abstract commandMessage(command: CommandFields, options: EntityCommandOptions | undefined): In;
 }
 
 export class EventSourcedStreamDriver extends EntityStreamDriver<EventSourcedStreamIn, EventSourcedStreamOut> {
@@ -331,7 +347,7 @@ export class EventSourcedStreamDriver extends EntityStreamDriver<EventSourcedStr
     this.send({ message: { case: "event", value: { sequence: BigInt(sequence), payload: pack(schema, create(schema, event)) } } });
   }
 
-  protected commandMessage(command: { entityId: string; id: bigint; name: string; payload: Any | undefined }): EventSourcedStreamIn {
+  protected commandMessage(command: CommandFields): EventSourcedStreamIn {
     return create(EventSourcedStreamInSchema, { message: { case: "command", value: command } });
   }
 }
@@ -348,20 +364,17 @@ export class ValueEntityStreamDriver extends EntityStreamDriver<ValueEntityStrea
     this.send({ message: { case: "init", value: { serviceName, entityId, state: { value } } } });
   }
 
-  protected commandMessage(command: { entityId: string; id: bigint; name: string; payload: Any | undefined }): ValueEntityStreamIn {
+  protected commandMessage(command: CommandFields): ValueEntityStreamIn {
     return create(ValueEntityStreamInSchema, { message: { case: "command", value: command } });
   }
 }
 
-export interface CrdtCommandOptions {
-  /** Whether the client waits for a stream; default: whether the method is server-streaming. */
+export interface CrdtCommandOptions extends EntityCommandOptions {
+  /** Whether the client waits for a stream; default: whether the method is server-streaming (rawCommand: false). */
   streamed?: boolean;
-  metadata?: MetadataInit;
 }
 
 export class CrdtStreamDriver extends EntityStreamDriver<CrdtStreamIn, CrdtStreamOut> {
-  private options: CrdtCommandOptions | undefined;
-
   send(message: MessageInitShape<typeof CrdtStreamInSchema>): void {
     this.write(create(CrdtStreamInSchema, message));
   }
@@ -384,12 +397,12 @@ export class CrdtStreamDriver extends EntityStreamDriver<CrdtStreamIn, CrdtStrea
 
   /** Sends a command (streamed if the method is server-streaming) and returns what comes back first: its reply. */
   override command<M extends DescMethod>(method: M, input: MessageInitShape<M["input"]>, options: CrdtCommandOptions = {}): Promise<CrdtStreamOut | undefined> {
-    this.options = { streamed: options.streamed ?? method.methodKind === "server_streaming", metadata: options.metadata };
-    try {
-      return super.command(method, input);
-    } finally {
-      this.options = undefined;
-    }
+    const withStreamed: CrdtCommandOptions = { ...options, streamed: options.streamed ?? method.methodKind === "server_streaming" };
+    return super.command(method, input, withStreamed);
+  }
+
+  override rawCommand(name: string, payload: Any | undefined, options?: CrdtCommandOptions): Promise<CrdtStreamOut | undefined> {
+    return super.rawCommand(name, payload, options);
   }
 
   /** Tells the user function that the client of streamed call `commandId` went away; returns its answer. */
@@ -398,9 +411,8 @@ export class CrdtStreamDriver extends EntityStreamDriver<CrdtStreamIn, CrdtStrea
     return this.next();
   }
 
-  protected commandMessage(command: { entityId: string; id: bigint; name: string; payload: Any | undefined }): CrdtStreamIn {
-    const { streamed = false, metadata } = this.options ?? {};
-    return create(CrdtStreamInSchema, { message: { case: "command", value: { ...command, streamed, metadata: metadataProto(metadata) } } });
+  protected commandMessage(command: CommandFields, options: CrdtCommandOptions | undefined): CrdtStreamIn {
+    return create(CrdtStreamInSchema, { message: { case: "command", value: { ...command, streamed: options?.streamed ?? false } } });
   }
 }
 

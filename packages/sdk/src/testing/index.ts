@@ -1,6 +1,6 @@
 // "@cloudstate-ts/sdk/testing": test helpers for user functions and for the SDK itself.
 export { ProxyDriver, EventSourcedStreamDriver, ValueEntityStreamDriver, ActionStreamDriver, replyOf } from "./driver.js";
-export type { StreamEnd, ProxyActionOptions } from "./driver.js";
+export type { StreamEnd, ProxyActionOptions, EntityCommandOptions } from "./driver.js";
 export { CrdtStreamDriver, crdtMessageOf } from "./driver.js";
 export type { CrdtCommandOptions, CrdtOutMessages } from "./driver.js";
 export { crdtTestkit, CrdtTestkit, CrdtTestkitStream } from "./crdt-testkit.js";
@@ -16,6 +16,8 @@ export type {
   ActionTestkitOptions,
   ActionCallOptions,
   ActionStreamOptions,
+  CallOptions,
+  DeliverOptions,
   MethodsOfKind,
 } from "./testkit.js";
 // The protocol messages these helpers hand back, so that tests need not depend on the protocol package.

@@ -1,9 +1,10 @@
 // Runs an entity or action in-process, as the proxy would (journal and snapshots, stored state,
-// restarts, call shapes), with no network: for the user's unit tests. Commands and replies still go
-// through their wire encoding.
+// restarts, call shapes, eventing deliveries), with no network: for the user's unit tests. Commands
+// and replies still go through their wire encoding.
 import {
   create,
   fromBinary,
+  getOption,
   type DescMessage,
   type DescMethod,
   type DescService,
@@ -12,22 +13,25 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import type { Any } from "@bufbuild/protobuf/wkt";
+import { AnySchema, type Any } from "@bufbuild/protobuf/wkt";
 import {
   ActionCommandSchema,
   CommandSchema,
   EventSourcedEventSchema,
   EventSourcedSnapshotSchema,
   ValueEntityInitStateSchema,
+  eventing,
   type ActionCommand,
   type ActionResponse,
+  type ClientAction,
   type Forward,
+  type Metadata as MetadataProto,
   type SideEffect,
 } from "@cloudstate-ts/protocol";
 import { Action } from "../action/entity.js";
 import { ActionRunner } from "../action/handler.js";
-import { pack, typeNameOf } from "../any.js";
-import { metadataProto, type MetadataInit } from "../context.js";
+import { contentTypeOf, isAnySchema, pack, typeNameOf, unpackReply } from "../any.js";
+import { metadataProto, type MetadataInit, type MetadataValue } from "../context.js";
 import { CrdtEntity } from "../crdt/entity.js";
 import type { Crdt } from "../crdt/types/crdt.js";
 import { CommandFailure } from "../errors.js";
@@ -40,16 +44,45 @@ import { CrdtTestkit, type CrdtTestkitOptions } from "./crdt-testkit.js";
 
 /** Everything one command produced. */
 export interface CommandResult<Output extends Message> {
-  /** The reply, unless the command forwarded or failed. */
+  /** The reply, unless the command forwarded, failed or answered `ctx.noReply()` (what a subscriber's `out` topic gets). */
   readonly reply?: Output;
   readonly forward?: Forward;
   readonly failure?: { readonly description: string; readonly restart: boolean };
+  /** The command answered `ctx.noReply()`: the client (or the `out` topic) gets nothing. */
+  readonly noReply: boolean;
   /** The events persisted by this command (none on failure). */
   readonly events: Message[];
   /** The side effects the proxy would run (none on failure). */
   readonly sideEffects: SideEffect[];
   /** Whether the command's reply carried a snapshot. */
   readonly snapshotted: boolean;
+}
+
+/** Options of a command sent by the testkit. */
+export interface CallOptions {
+  /** The request metadata (the proxy makes it from the client's headers, or from a CloudEvent). */
+  metadata?: MetadataInit;
+}
+
+/**
+ * A delivery as an eventing subscription makes it (PROTOCOL.md §8): the CloudEvent attributes the
+ * proxy puts in the metadata. Each has a default, so a test names only what it checks.
+ */
+export interface DeliverOptions {
+  /** `ce-id`; default "1", "2", … per testkit, as a source's offsets. */
+  id?: string;
+  /** `ce-source`; default the method's `(cloudstate.eventing).in` topic or event log, else "testkit". */
+  source?: string;
+  /** `ce-type`; default the payload's type (the path of its type URL, e.g. "com.example.ItemAdded"). */
+  type?: string;
+  /** `ce-subject`; default the entity id for entities, none for actions. */
+  subject?: string;
+  /** `ce-time`; default none. */
+  time?: Date;
+  /** `Content-Type`; default by the payload's convention: application/protobuf, application/json, text/plain, application/octet-stream. */
+  contentType?: string;
+  /** More metadata entries, after the CloudEvent's. */
+  metadata?: MetadataInit;
 }
 
 export interface TestkitOptions {
@@ -67,6 +100,7 @@ export class EventSourcedTestkit<Methods extends GenServiceMethods, StateSchema 
   private snapshot: { sequence: number; state: Any } | undefined;
   private instance: EventSourcedInstance;
   private nextId = 1n;
+  private readonly deliveries = new Deliveries();
   private readonly logger: Logger;
 
   constructor(
@@ -92,23 +126,46 @@ export class EventSourcedTestkit<Methods extends GenServiceMethods, StateSchema 
   async send<K extends keyof Methods & string>(
     command: K,
     input: MessageInitShape<Methods[K]["input"]>,
+    options?: CallOptions,
   ): Promise<CommandResult<MessageShape<Methods[K]["output"]>>> {
-    const method = this.entity.service.method[command];
-    if (!method) throw new TypeError(`${this.entity.service.typeName} has no method ${command}`);
-    const id = this.nextId++;
+    const method = methodOf(this.entity.service, command);
+    return this.handle(method, packInput(method, input), metadataProto(options?.metadata));
+  }
+
+  /** Handles one command and returns its reply; rejects with a CommandFailure if it failed. */
+  async call<K extends keyof Methods & string>(
+    command: K,
+    input: MessageInitShape<Methods[K]["input"]>,
+    options?: CallOptions,
+  ): Promise<MessageShape<Methods[K]["output"]>> {
+    return replyOrThrow(command, await this.send(command, input, options));
+  }
+
+  /**
+   * Delivers `message` to `command` as an eventing subscription does: as it is for a method that
+   * takes google.protobuf.Any (build it with protobufAny, jsonAny, textAny or bytesAny), with the
+   * CloudEvent attributes in the metadata (`ce-subject` = the entity id unless given). The result's
+   * reply is what the method's `out` topic would get; `noReply` means nothing is published.
+   */
+  async deliver<K extends keyof Methods & string>(
+    command: K,
+    message: MessageInitShape<Methods[K]["input"]>,
+    options?: DeliverOptions,
+  ): Promise<CommandResult<MessageShape<Methods[K]["output"]>>> {
+    const method = methodOf(this.entity.service, command);
+    const { payload, metadata } = this.deliveries.next(method, message, { subject: this.entityId, ...options });
+    return this.handle(method, payload, metadata);
+  }
+
+  private async handle<O extends Message>(method: DescMethod, payload: Any, metadata: MetadataProto | undefined): Promise<CommandResult<O>> {
     const reply = await this.instance.handle(
-      create(CommandSchema, {
-        entityId: this.entityId,
-        id,
-        name: method.name,
-        payload: pack(method.input, create(method.input, input)),
-      }),
+      create(CommandSchema, { entityId: this.entityId, id: this.nextId++, name: method.name, payload, metadata }),
     );
     const action = reply.clientAction?.action;
     if (action?.case === "failure") {
       // The proxy drops the reply and, on restart, rebuilds the entity from its journal.
       if (action.value.restart) this.restart();
-      return { failure: action.value, events: [], sideEffects: [], snapshotted: false };
+      return { failure: action.value, noReply: false, events: [], sideEffects: [], snapshotted: false };
     }
     const events = reply.events.map((any) => {
       this.journal.push(any);
@@ -118,20 +175,11 @@ export class EventSourcedTestkit<Methods extends GenServiceMethods, StateSchema 
     this.events.push(...events);
     if (reply.snapshot) this.snapshot = { sequence: this.instance.sequence, state: reply.snapshot };
     return {
-      reply: action?.case === "reply" ? (fromBinary(method.output, action.value.payload!.value) as MessageShape<Methods[K]["output"]>) : undefined,
-      forward: action?.case === "forward" ? action.value : undefined,
+      ...answerOf<O>(method, reply.clientAction),
       events,
       sideEffects: reply.sideEffects,
       snapshotted: reply.snapshot !== undefined,
     };
-  }
-
-  /** Handles one command and returns its reply; rejects with a CommandFailure if it failed. */
-  async call<K extends keyof Methods & string>(
-    command: K,
-    input: MessageInitShape<Methods[K]["input"]>,
-  ): Promise<MessageShape<Methods[K]["output"]>> {
-    return replyOrThrow(command, await this.send(command, input));
   }
 
   /** Rebuilds the entity from the last snapshot and the later events, as after passivation or a restart. */
@@ -152,10 +200,12 @@ export class EventSourcedTestkit<Methods extends GenServiceMethods, StateSchema 
 
 /** Everything one value entity command produced. */
 export interface ValueCommandResult<Output extends Message> {
-  /** The reply, unless the command forwarded or failed. */
+  /** The reply, unless the command forwarded, failed or answered `ctx.noReply()` (what a subscriber's `out` topic gets). */
   readonly reply?: Output;
   readonly forward?: Forward;
   readonly failure?: { readonly description: string; readonly restart: boolean };
+  /** The command answered `ctx.noReply()`: the client (or the `out` topic) gets nothing. */
+  readonly noReply: boolean;
   /** What the command did to the stored state: "update", "delete", or nothing (always so on failure). */
   readonly stateAction: "update" | "delete" | undefined;
   /** The side effects the proxy would run (none on failure). */
@@ -173,6 +223,7 @@ export class ValueEntityTestkit<Methods extends GenServiceMethods, StateSchema e
   private value: Any | undefined;
   private instance: ValueEntityInstance;
   private nextId = 1n;
+  private readonly deliveries = new Deliveries();
   private readonly logger: Logger;
 
   constructor(
@@ -199,39 +250,51 @@ export class ValueEntityTestkit<Methods extends GenServiceMethods, StateSchema e
   async send<K extends keyof Methods & string>(
     command: K,
     input: MessageInitShape<Methods[K]["input"]>,
+    options?: CallOptions,
   ): Promise<ValueCommandResult<MessageShape<Methods[K]["output"]>>> {
     const method = methodOf(this.entity.service, command);
-    const reply = await this.instance.handle(
-      create(CommandSchema, {
-        entityId: this.entityId,
-        id: this.nextId++,
-        name: method.name,
-        payload: pack(method.input, create(method.input, input)),
-      }),
-    );
-    const action = reply.clientAction?.action;
-    if (action?.case === "failure") {
-      // The proxy drops the reply and, on restart, starts the entity again from its stored state.
-      if (action.value.restart) this.restart();
-      return { failure: action.value, stateAction: undefined, sideEffects: [] };
-    }
-    const change = reply.stateAction?.action;
-    if (change?.case === "update") this.value = change.value.value;
-    if (change?.case === "delete") this.value = undefined;
-    return {
-      reply: action?.case === "reply" ? (fromBinary(method.output, action.value.payload!.value) as MessageShape<Methods[K]["output"]>) : undefined,
-      forward: action?.case === "forward" ? action.value : undefined,
-      stateAction: change?.case,
-      sideEffects: reply.sideEffects,
-    };
+    return this.handle(method, packInput(method, input), metadataProto(options?.metadata));
   }
 
   /** Handles one command and returns its reply; rejects with a CommandFailure if it failed. */
   async call<K extends keyof Methods & string>(
     command: K,
     input: MessageInitShape<Methods[K]["input"]>,
+    options?: CallOptions,
   ): Promise<MessageShape<Methods[K]["output"]>> {
-    return replyOrThrow(command, await this.send(command, input));
+    return replyOrThrow(command, await this.send(command, input, options));
+  }
+
+  /**
+   * Delivers `message` to `command` as an eventing subscription does: as it is for a method that
+   * takes google.protobuf.Any (build it with protobufAny, jsonAny, textAny or bytesAny), with the
+   * CloudEvent attributes in the metadata (`ce-subject` = the entity id unless given). The result's
+   * reply is what the method's `out` topic would get; `noReply` means nothing is published.
+   */
+  async deliver<K extends keyof Methods & string>(
+    command: K,
+    message: MessageInitShape<Methods[K]["input"]>,
+    options?: DeliverOptions,
+  ): Promise<ValueCommandResult<MessageShape<Methods[K]["output"]>>> {
+    const method = methodOf(this.entity.service, command);
+    const { payload, metadata } = this.deliveries.next(method, message, { subject: this.entityId, ...options });
+    return this.handle(method, payload, metadata);
+  }
+
+  private async handle<O extends Message>(method: DescMethod, payload: Any, metadata: MetadataProto | undefined): Promise<ValueCommandResult<O>> {
+    const reply = await this.instance.handle(
+      create(CommandSchema, { entityId: this.entityId, id: this.nextId++, name: method.name, payload, metadata }),
+    );
+    const action = reply.clientAction?.action;
+    if (action?.case === "failure") {
+      // The proxy drops the reply and, on restart, starts the entity again from its stored state.
+      if (action.value.restart) this.restart();
+      return { failure: action.value, noReply: false, stateAction: undefined, sideEffects: [] };
+    }
+    const change = reply.stateAction?.action;
+    if (change?.case === "update") this.value = change.value.value;
+    if (change?.case === "delete") this.value = undefined;
+    return { ...answerOf<O>(method, reply.clientAction), stateAction: change?.case, sideEffects: reply.sideEffects };
   }
 
   /** Starts the entity again from its stored state, as after passivation or a restart. */
@@ -262,10 +325,8 @@ export interface ActionTestkitOptions {
   logger?: Logger;
 }
 
-export interface ActionCallOptions {
-  /** The request metadata (the proxy makes it from the client's headers). */
-  metadata?: MetadataInit;
-}
+/** Options of an action call. */
+export type ActionCallOptions = CallOptions;
 
 export interface ActionStreamOptions extends ActionCallOptions {
   /** Stop after this many responses, as a client that cancels the call (the handler's iterator is closed). */
@@ -283,6 +344,7 @@ type Output<Methods extends GenServiceMethods, K extends keyof Methods> = Messag
 
 export class ActionTestkit<Methods extends GenServiceMethods> {
   private readonly runner: ActionRunner;
+  private readonly deliveries = new Deliveries();
 
   constructor(
     private readonly action: Action<Methods>,
@@ -301,6 +363,19 @@ export class ActionTestkit<Methods extends GenServiceMethods> {
   /** Calls a unary method and returns its reply; rejects with a CommandFailure if it failed. */
   async call<K extends MethodsOfKind<Methods, "unary">>(command: K, input: Input<Methods, K>, options?: ActionCallOptions): Promise<Output<Methods, K>> {
     return replyOrThrow(command, await this.unary(command, input, options));
+  }
+
+  /**
+   * Delivers `message` to a unary method as an eventing subscription does: as it is for a method
+   * that takes google.protobuf.Any (build it with protobufAny, jsonAny, textAny or bytesAny), with
+   * the CloudEvent attributes in the metadata. The result's reply is what the method's `out` topic
+   * would get; `noReply` means nothing is published.
+   */
+  async deliver<K extends MethodsOfKind<Methods, "unary">>(command: K, message: Input<Methods, K>, options?: DeliverOptions): Promise<ActionResult<Output<Methods, K>>> {
+    const method = methodOf(this.action.service, command);
+    const { payload, metadata } = this.deliveries.next(method, message, options ?? {});
+    const delivery = create(ActionCommandSchema, { serviceName: this.action.service.typeName, name: method.name, metadata, payload });
+    return result(method, await this.runner.unary(delivery, new AbortController().signal));
   }
 
   /** Calls a client-streaming method with the given requests. */
@@ -340,7 +415,7 @@ export class ActionTestkit<Methods extends GenServiceMethods> {
       serviceName: this.action.service.typeName,
       name: method.name,
       metadata: metadataProto(options?.metadata),
-      payload: input === undefined ? undefined : pack(method.input, create(method.input, input)),
+      payload: input === undefined ? undefined : packInput(method, input),
     });
   }
 
@@ -351,7 +426,7 @@ export class ActionTestkit<Methods extends GenServiceMethods> {
     inputs: Iterable<MessageInitShape<DescMessage>> | AsyncIterable<MessageInitShape<DescMessage>>,
   ): AsyncGenerator<ActionCommand> {
     yield this.command(method, options);
-    for await (const input of inputs) yield create(ActionCommandSchema, { payload: pack(method.input, create(method.input, input)) });
+    for await (const input of inputs) yield create(ActionCommandSchema, { payload: packInput(method, input) });
   }
 }
 
@@ -359,7 +434,7 @@ function result<O extends Message>(method: DescMethod, response: ActionResponse)
   const r = response.response;
   switch (r.case) {
     case "reply":
-      return { reply: fromBinary(method.output, r.value.payload!.value) as O, noReply: false, sideEffects: response.sideEffects };
+      return { reply: unpackReply(method.output, r.value.payload!) as O, noReply: false, sideEffects: response.sideEffects };
     case "forward":
       return { forward: r.value, noReply: false, sideEffects: response.sideEffects };
     case "failure":
@@ -386,6 +461,49 @@ async function collect<O extends Message>(
     }
   }
   return results;
+}
+
+/** An entity's answer: the reply (decoded), the forward, or no reply. */
+function answerOf<O extends Message>(method: DescMethod, clientAction: ClientAction | undefined): { reply?: O; forward?: Forward; noReply: boolean } {
+  const action = clientAction?.action;
+  if (action?.case === "reply") return { reply: unpackReply(method.output, action.value.payload!) as O, noReply: false };
+  if (action?.case === "forward") return { forward: action.value, noReply: false };
+  return { noReply: true };
+}
+
+/** A request as a client's call carries it: the message packed as the method's input type. */
+function packInput(method: DescMethod, input: MessageInitShape<DescMessage>): Any {
+  return pack(method.input, create(method.input, input));
+}
+
+/** Builds eventing deliveries: the payload as the proxy sends it, and the CloudEvent metadata. */
+class Deliveries {
+  private nextId = 1;
+
+  next(method: DescMethod, message: MessageInitShape<DescMessage>, options: DeliverOptions): { payload: Any; metadata: MetadataProto | undefined } {
+    let payload: Any;
+    if (isAnySchema(method.input)) {
+      // A method that takes Any gets the event as it is, whatever its type.
+      payload = create(AnySchema, message as MessageInitShape<typeof AnySchema>);
+      if (!payload.typeUrl) throw new TypeError(`deliver("${method.localName}") takes an Any with a type URL: build it with protobufAny, jsonAny, textAny or bytesAny`);
+    } else {
+      payload = packInput(method, message);
+    }
+    const url = payload.typeUrl;
+    const source = getOption(method, eventing)?.in?.source;
+    const entries: (readonly [string, MetadataValue])[] = [
+      ["ce-specversion", "1.0"],
+      ["ce-id", options.id ?? String(this.nextId++)],
+      ["ce-source", options.source ?? (source?.case ? source.value : "testkit")],
+      ["ce-type", options.type ?? url.slice(url.indexOf("/") + 1)],
+    ];
+    if (options.subject !== undefined) entries.push(["ce-subject", options.subject]);
+    if (options.time !== undefined) entries.push(["ce-time", options.time.toISOString()]);
+    entries.push(["Content-Type", options.contentType ?? contentTypeOf(url)]);
+    const extra = options.metadata ?? [];
+    entries.push(...(Symbol.iterator in extra ? extra : Object.entries(extra)));
+    return { payload, metadata: metadataProto(entries) };
+  }
 }
 
 function methodOf(service: DescService, command: string): DescMethod {

@@ -1,8 +1,8 @@
-// The context of a value entity's command: the state, setState() and deleteState() on top of the
-// common operations.
+// The context of a value entity's command: the state, setState(), deleteState() and noReply() on top
+// of the common operations.
 import { clone, isMessage, type Message } from "@bufbuild/protobuf";
 import type { Command } from "@cloudstate-ts/protocol";
-import { BaseCommandContext, Metadata, type CommandContext } from "../context.js";
+import { BaseCommandContext, Metadata, NoReply, type CommandContext } from "../context.js";
 import type { ValueEntity } from "./entity.js";
 
 export interface ValueEntityCommandContext<State extends Message> extends CommandContext {
@@ -15,6 +15,11 @@ export interface ValueEntityCommandContext<State extends Message> extends Comman
   setState(state: State): void;
   /** Deletes the entity's stored state if the command succeeds; `state` is the initial state again. */
   deleteState(): void;
+  /**
+   * An answer that sends no reply: return it. The command's state change and side effects still
+   * happen; a subscriber with an eventing `out` topic publishes nothing for it.
+   */
+  noReply(): NoReply;
 }
 
 export class ValueEntityContext extends BaseCommandContext implements ValueEntityCommandContext<Message> {
@@ -52,5 +57,9 @@ export class ValueEntityContext extends BaseCommandContext implements ValueEntit
     this.ensureActive("deleteState");
     this.working = this.entity.initial(this.entityId);
     this.change = "delete";
+  }
+
+  noReply(): NoReply {
+    return NoReply.instance;
   }
 }

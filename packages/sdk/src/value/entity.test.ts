@@ -4,10 +4,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { valueEntity } from "../index.js";
+import { textAny, valueEntity } from "../index.js";
 import { Actions } from "../testdata/gen/sdktest/actions_pb.js";
 import { Audit, ChangeSchema } from "../testdata/gen/sdktest/counter_pb.js";
 import { CounterStateSchema, type CounterState } from "../testdata/gen/sdktest/domain_pb.js";
+import { SummarySchema, Tally } from "../testdata/gen/sdktest/eventing_pb.js";
 import { ValueCounter } from "../testdata/gen/sdktest/value_counter_pb.js";
 import type { ValueEntityCommandContext } from "./context.js";
 
@@ -131,4 +132,26 @@ test("persistenceId and passivationTimeoutMs must be sensible", () => {
   assert.throws(() => valueEntity({ ...base, commands, passivationTimeoutMs: 0 }), /passivationTimeoutMs/);
   assert.throws(() => valueEntity({ ...base, commands, passivationTimeoutMs: 1.5 }), /passivationTimeoutMs/);
   assert.equal(valueEntity({ ...base, commands }).passivationTimeoutMs, undefined, "the proxy's default");
+});
+
+test("ctx.noReply() is an answer; a method of google.protobuf.Any takes an Any and must give one", () => {
+  const tally = { service: Tally, persistenceId: "tally", state: CounterStateSchema, initial: () => create(CounterStateSchema) };
+  const entity = valueEntity({
+    ...tally,
+    commands: {
+      observe: async (_o, ctx) => ctx.noReply(),
+      observeAny: (any, ctx) => (any.typeUrl === "" ? ctx.noReply() : textAny(any.typeUrl)),
+      get: (_q, ctx) => (ctx.state.value > 0 ? { value: ctx.state.value } : ctx.noReply()),
+    },
+  });
+  assert.equal(entity.commands.size, 3);
+  valueEntity({
+    ...tally,
+    commands: {
+      observe: () => ({ text: "" }),
+      // @ts-expect-error: the reply of a method of Any is an Any, not another message
+      observeAny: () => create(SummarySchema),
+      get: () => ({}),
+    },
+  });
 });

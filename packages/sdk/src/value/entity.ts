@@ -4,7 +4,7 @@ import type { DescFile, DescMessage, Message, MessageShape } from "@bufbuild/pro
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { typeUrl } from "../any.js";
 import { checkPassivationTimeout, commandRoutes, type CommandRoute } from "../command.js";
-import type { Reply } from "../context.js";
+import type { NoReply, Reply } from "../context.js";
 import type { Entity } from "../entity.js";
 import type { ValueEntityCommandContext } from "./context.js";
 import { valueEntityProtocol } from "./handler.js";
@@ -15,7 +15,7 @@ export type ValueEntityCommandHandlers<Methods extends GenServiceMethods, State 
     ? (
         command: MessageShape<Methods[K]["input"]>,
         ctx: ValueEntityCommandContext<State>,
-      ) => Reply<Methods[K]["output"]> | Promise<Reply<Methods[K]["output"]>>
+      ) => Reply<Methods[K]["output"]> | NoReply | Promise<Reply<Methods[K]["output"]> | NoReply>
     : never; // value entities serve unary methods only (the proxy rejects others at discovery)
 };
 
@@ -28,7 +28,7 @@ export interface ValueEntityOptions<Methods extends GenServiceMethods, StateSche
   state: StateSchema;
   /** The state of an entity that has none stored (never set, or deleted). */
   initial: (entityId: string) => MessageShape<StateSchema>;
-  /** The command handlers; each returns the reply (or `ctx.forward(...)`), possibly as a promise. */
+  /** The command handlers; each returns the reply (or `ctx.forward(...)`, `ctx.noReply()`), possibly as a promise. */
   commands: NoInfer<ValueEntityCommandHandlers<Methods, MessageShape<StateSchema>>>;
   /** Overrides the proxy's idle time before it passivates an entity. */
   passivationTimeoutMs?: number;
