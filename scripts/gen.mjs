@@ -16,6 +16,7 @@ const targets = [
   ["examples/chat/proto", "examples/chat/src/gen", true],
   ["examples/counter/proto", "examples/counter/src/gen", true],
   ["examples/value-cart/proto", "examples/value-cart/src/gen", true],
+  ["examples/fraud-detection/proto", "examples/fraud-detection/src/gen", true],
   ["packages/sdk/testdata/proto", "packages/sdk/src/testdata/gen", true],
   ["tck/proto", "tck/src/gen", true],
 ];

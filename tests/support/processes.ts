@@ -182,6 +182,8 @@ export interface ProxyProcessOptions {
   /** More `cloudstate proxy` flags, e.g. ["--shutdown-grace", "2000"]. `--log-level warn` unless given. */
   readonly extraArgs?: readonly string[];
   readonly readyTimeoutMs?: number;
+  /** Environment settings (e.g. CLOUDSTATE_EVENTING_MAX_IN_FLIGHT). */
+  readonly env?: Record<string, string>;
 }
 
 /** Spawns `cloudstate proxy` without waiting for it (for a start that is expected to fail). */
@@ -205,7 +207,7 @@ export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<T
     ...(extra.includes("--metrics-port") ? [] : ["--metrics-port", "0"]),
     ...extra,
   ];
-  return spawnNode(args, { port });
+  return spawnNode(args, { port, env: options.env });
 }
 
 /** Starts `cloudstate proxy` and resolves once GET /ready answers 200. */
@@ -227,6 +229,13 @@ export async function startRawUserFunctionProcess(options: UserFunctionProcessOp
   const port = options.port ?? (await freePort());
   const proc = spawnNode(["--import", "tsx", RAW_USER_FUNCTION], { port, env: { ...options.env, PORT: String(port) } });
   return waitUntilReady(proc, `user function (pid ${proc.pid})`, () => accepts(port), options.readyTimeoutMs ?? 30_000);
+}
+
+/** Starts an example's user function (`examples/<name>/src/main.ts`, our SDK) as a process, on a free port. */
+export async function startExampleUserFunctionProcess(name: string, options: UserFunctionProcessOptions = {}): Promise<TrackedProcess> {
+  const port = options.port ?? (await freePort());
+  const proc = spawnNode(["--import", "tsx", join(ROOT, "examples", name, "src/main.ts")], { port, env: { ...options.env, PORT: String(port), HOST: "127.0.0.1" } });
+  return waitUntilReady(proc, `${name} user function (pid ${proc.pid})`, () => accepts(port), options.readyTimeoutMs ?? 30_000);
 }
 
 /** Kills (SIGKILL) every tracked process still running, waits for them, and removes tempDir()s. */

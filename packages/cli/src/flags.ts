@@ -18,6 +18,9 @@ export interface ProxyFlags {
   metricsPort?: string;
   console?: string;
   consoleToken?: string;
+  topicRetention?: string;
+  eventingMaxAttempts?: string;
+  eventingToken?: string;
 }
 
 export function configInput(flags: ProxyFlags): ProxyConfigInput {
@@ -38,6 +41,9 @@ export function configInput(flags: ProxyFlags): ProxyConfigInput {
     metricsPort: flags.metricsPort,
     console: flags.console,
     consoleToken: flags.consoleToken,
+    topicRetentionMs: flags.topicRetention,
+    eventingMaxAttempts: flags.eventingMaxAttempts,
+    eventingToken: flags.eventingToken,
   };
   if (flags.userFunction !== undefined) {
     const m = /^(.*):(\d+)$/.exec(flags.userFunction);

@@ -25,7 +25,10 @@ function proxyFlags(cmd: Command): Command {
     .addOption(new Option("--cors-origins <list>", "comma-separated origins browsers may call from (gRPC-web, Connect, HTTP/JSON); * for any [env CORS_ORIGINS, default none]"))
     .addOption(new Option("--metrics-port <port>", "port of GET /metrics (Prometheus) on the ingress's host; 0 = a free port, off (or -1) = none [env METRICS_PORT, default 9090]"))
     .addOption(new Option("--console <mode>", "on | off: the web console under /console [env CLOUDSTATE_CONSOLE, default off; dev: on]"))
-    .addOption(new Option("--console-token <token>", "bearer token the console's API requires [env CLOUDSTATE_CONSOLE_TOKEN]"));
+    .addOption(new Option("--console-token <token>", "bearer token the console's API requires [env CLOUDSTATE_CONSOLE_TOKEN]"))
+    .addOption(new Option("--topic-retention <ms>", "how long topic messages are kept; 0 = forever [env CLOUDSTATE_TOPIC_RETENTION_MS, default 604800000 = 7 days]"))
+    .addOption(new Option("--eventing-max-attempts <n>", "delivery attempts before a message becomes a dead letter [env CLOUDSTATE_EVENTING_MAX_ATTEMPTS, default 5]"))
+    .addOption(new Option("--eventing-token <token>", "bearer token the /eventing HTTP endpoints require [env CLOUDSTATE_EVENTING_TOKEN]"));
 }
 
 proxyFlags(

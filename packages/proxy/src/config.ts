@@ -51,12 +51,36 @@ export const proxyConfigSchema = z.object({
   console: onOff.default(false),
   /** When set, every /console/api request needs `Authorization: Bearer <token>`. */
   consoleToken: z.string().min(1).optional(),
+  /** Delivery attempts of an eventing message before it becomes a dead letter. */
+  eventingMaxAttempts: positiveInt.default(5),
+  /** Backoff between delivery attempts: doubles from min to max. */
+  eventingBackoffMinMs: positiveInt.default(200),
+  eventingBackoffMaxMs: positiveInt.default(10_000),
+  /** Messages of one consumer being delivered at once (one per key: an event log's entity). */
+  eventingMaxInFlight: positiveInt.default(64),
+  /** How often consumers commit their offsets (the work a crash can repeat). */
+  eventingCommitIntervalMs: positiveInt.default(200),
+  /** How often idle consumers look for messages written by other proxies. */
+  eventingPollIntervalMs: positiveInt.default(1_000),
+  /** The lease of a consumer on its (source, group); another proxy takes over after it expires. */
+  eventingLeaseMs: positiveInt.default(15_000),
+  /** Topic messages are deleted after this long; 0 keeps them forever. Default 7 days. */
+  topicRetentionMs: z.coerce.number().int().min(0).default(7 * 24 * 3600 * 1000),
+  /** When set, the /eventing HTTP endpoints need `Authorization: Bearer <token>`. */
+  eventingToken: z.string().min(1).optional(),
 }).superRefine((c, ctx) => {
   if (c.console && c.consoleToken === undefined && !isLoopbackHost(c.host)) {
     ctx.addIssue({
       code: "custom",
       path: ["console"],
       message: `the web console is on without a token while the ingress binds to ${c.host}: set a token with --console-token / CLOUDSTATE_CONSOLE_TOKEN, bind to loopback (--host 127.0.0.1), or turn the console off (--console off)`,
+    });
+  }
+  if (c.eventingBackoffMinMs > c.eventingBackoffMaxMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["eventingBackoffMinMs"],
+      message: `the minimum backoff (${c.eventingBackoffMinMs} ms) is above the maximum (${c.eventingBackoffMaxMs} ms)`,
     });
   }
 });
@@ -88,6 +112,15 @@ export const configEnv: Record<keyof ProxyConfig, string> = {
   metricsPort: "METRICS_PORT",
   console: "CLOUDSTATE_CONSOLE",
   consoleToken: "CLOUDSTATE_CONSOLE_TOKEN",
+  eventingMaxAttempts: "CLOUDSTATE_EVENTING_MAX_ATTEMPTS",
+  eventingBackoffMinMs: "CLOUDSTATE_EVENTING_BACKOFF_MIN_MS",
+  eventingBackoffMaxMs: "CLOUDSTATE_EVENTING_BACKOFF_MAX_MS",
+  eventingMaxInFlight: "CLOUDSTATE_EVENTING_MAX_IN_FLIGHT",
+  eventingCommitIntervalMs: "CLOUDSTATE_EVENTING_COMMIT_INTERVAL_MS",
+  eventingPollIntervalMs: "CLOUDSTATE_EVENTING_POLL_INTERVAL_MS",
+  eventingLeaseMs: "CLOUDSTATE_EVENTING_LEASE_MS",
+  topicRetentionMs: "CLOUDSTATE_TOPIC_RETENTION_MS",
+  eventingToken: "CLOUDSTATE_EVENTING_TOKEN",
 };
 
 export class ConfigError extends Error {

@@ -28,6 +28,11 @@ import { startMetricsServer } from "./telemetry/metrics-server.js";
 import { UserFunctionConnection } from "./user-function/connection.js";
 import { AdminApi, CallStats, observeCalls } from "./console/admin-api.js";
 import { ConsoleHandler } from "./console/console-handler.js";
+import { Eventing } from "./eventing/eventing.js";
+import { EventingEndpoints } from "./eventing/http-endpoints.js";
+import { planEventing, type EventingPlan } from "./eventing/subscriptions.js";
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 
 export const PROXY_NAME = "cloudstate-ts-proxy";
 export const PROXY_VERSION = "0.1.0";
@@ -80,10 +85,13 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       log.child({ component: "discovery" }),
     );
     let routes: RouteTable;
+    let plan: EventingPlan;
     try {
       routes = buildRoutes(model.services.values());
+      plan = planEventing(model);
     } catch (e) {
-      // A google.api.http rule is part of the spec: reported to the user function like discovery's errors.
+      // google.api.http rules and eventing options are part of the spec: reported to the user
+      // function like discovery's errors.
       if (e instanceof DiscoveryError) await connection.reportError(e.message).catch(() => undefined);
       throw e;
     }
@@ -151,11 +159,44 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       }
     }
     const dispatcher = new Dispatcher(model, handlers, reportError, log.child({ component: "effects" }), metrics);
+    const eventingLog = log.child({ component: "eventing" });
+    const eventing = plan.subscriptions.length === 0 && plan.topics.size === 0
+      ? undefined
+      : new Eventing({
+          model,
+          plan,
+          store: activeStore,
+          dispatcher,
+          owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+          log: eventingLog,
+          metrics,
+          settings: {
+            maxAttempts: config.eventingMaxAttempts,
+            backoffMinMs: config.eventingBackoffMinMs,
+            backoffMaxMs: config.eventingBackoffMaxMs,
+            maxInFlight: config.eventingMaxInFlight,
+            batchSize: 256,
+            commitIntervalMs: config.eventingCommitIntervalMs,
+            pollIntervalMs: config.eventingPollIntervalMs,
+            leaseTtlMs: config.eventingLeaseMs,
+            topicRetentionMs: config.topicRetentionMs,
+          },
+        });
+    const eventingEndpoints = eventing === undefined || plan.topics.size === 0
+      ? undefined
+      : new EventingEndpoints({
+          eventing,
+          registry: model.registry,
+          maxBodyBytes: config.maxMessageBytes,
+          token: config.eventingToken,
+          log: eventingLog,
+          pollIntervalMs: config.eventingPollIntervalMs,
+        });
     let consoleHandler: ConsoleHandler | undefined;
     if (config.console) {
       const stats = new CallStats();
       observeCalls(dispatcher, stats);
-      const api = new AdminApi({ model, store: activeStore, dispatcher, handlers, stats });
+      const api = new AdminApi({ model, store: activeStore, dispatcher, handlers, stats, eventing });
       consoleHandler = new ConsoleHandler({ api, token: config.consoleToken, maxBodyBytes: config.maxMessageBytes });
     }
     let ready = false;
@@ -166,6 +207,7 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       log: log.child({ component: "ingress" }),
       isReady: () => ready,
       console: consoleHandler,
+      eventing: eventingEndpoints,
       // gRPC-web and Connect for browsers (with CORS), then HTTP/JSON transcoding.
       http: new BrowserHandler({
         services: model.services.values(),
@@ -198,6 +240,7 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       throw e;
     }
     ready = true;
+    eventing?.start();
     let stopping: Promise<void> | undefined;
 
     const proxy: RunningProxy = {
@@ -205,13 +248,17 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
       metricsPort: metricsServer?.port,
       model,
       store: activeStore,
-      summary: () => summarize(model, config, port, activeStore.description, routes, metricsServer?.port),
+      summary: () => summarize(model, config, port, activeStore.description, routes, metricsServer?.port, plan),
       activeEntities: () => [...handlers.values()].reduce((n, h) => n + h.activeEntities(), 0),
       stop: () =>
         (stopping ??= (async () => {
           ready = false;
           health.stop();
           const deadline = Date.now() + config.shutdownGraceMs;
+          // Consumers stop taking messages at once; deliveries in progress finish within the grace
+          // period, and what is done is committed (the rest is delivered again after a restart).
+          eventingEndpoints?.close();
+          const eventingStopped = eventing?.stop(config.shutdownGraceMs);
           const notApplied = new ProxyError(Code.UNAVAILABLE, "the proxy is shutting down; the command was not applied, retry it");
           const closing = ingress.close(config.shutdownGraceMs, () => {
             for (const h of handlers.values()) h.abort(notApplied);
@@ -224,6 +271,7 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
           );
           await closing;
           await draining;
+          await eventingStopped;
           await activeStore.close();
           await metricsServer?.close();
           connection.close();
@@ -255,6 +303,7 @@ function summarize(
   store: string,
   routes: RouteTable,
   metricsPort: number | undefined,
+  plan: EventingPlan,
 ): string[] {
   const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const lines = [
@@ -264,6 +313,12 @@ function summarize(
     lines.push(`  ${s.name}  ${s.entityType}  persistence id "${s.persistenceId}"  passivation ${s.passivationTimeoutMs} ms`);
     for (const m of s.methods.values()) lines.push(`    grpc ${host}:${port} ${m.path}`);
     for (const r of routes.routes) if (r.service === s && !r.isDefault) lines.push(`    http ${r.httpMethod} http://${host}:${port}${r.template.text}`);
+  }
+  for (const s of plan.subscriptions) {
+    lines.push(`  eventing: ${s.sourceId} → ${s.service.name} (consumer group "${s.group}")`);
+  }
+  for (const topic of [...plan.topics].sort()) {
+    lines.push(`  topic ${topic}: POST (publish) / GET (SSE) http://${host}:${port}/eventing/topics/${topic}`);
   }
   lines.push(`  health: http://${host}:${port}/ready  http://${host}:${port}/alive`);
   if (config.console) lines.push(`  console: http://${host}:${port}/console/${config.consoleToken === undefined ? "" : " (bearer token required)"}`);

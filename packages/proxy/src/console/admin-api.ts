@@ -7,6 +7,7 @@ import type { ServiceModel, UserFunctionModel } from "../discovery/service-model
 import type { Dispatcher } from "../effects/dispatcher.js";
 import type { EntityService } from "../entities/command.js";
 import type { StoredPayload, Store } from "../store/store.js";
+import type { Eventing } from "../eventing/eventing.js";
 
 /** An API answer: an HTTP status and a JSON body. */
 export interface ApiResult {
@@ -78,6 +79,8 @@ export interface AdminApiOptions {
   readonly dispatcher: Dispatcher;
   readonly handlers: ReadonlyMap<string, EntityService>;
   readonly stats: CallStats;
+  /** Consumers, topics and dead letters; undefined when the user function uses no eventing. */
+  readonly eventing?: Eventing | undefined;
 }
 
 export class AdminApi {

@@ -1,10 +1,11 @@
 // The proxy's view of a user function after discovery: each served service with its state model,
 // persistence id, passivation and, per method, the wire facts the hot path needs (paths, type URLs,
 // key fields). Built once from the EntitySpec and validated as PROTOCOL.md §4 asks.
-import { fromBinary, type DescMessage, type DescMethod, type DescService, type FileRegistry } from "@bufbuild/protobuf";
+import { fromBinary, getOption, hasOption, type DescMessage, type DescMethod, type DescService, type FileRegistry } from "@bufbuild/protobuf";
 import { createFileRegistry } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema, type FileDescriptorSet } from "@bufbuild/protobuf/wkt";
 import type { EntitySpec } from "@cloudstate-ts/protocol";
+import { eventing as eventingOption, type Eventing } from "@cloudstate-ts/protocol";
 import { keyFieldsOf, type KeyField } from "./entity-key.js";
 
 /** The state models of PROTOCOL.md §1, by their `entity_type` string. */
@@ -28,7 +29,31 @@ export interface MethodModel {
   readonly keyFields: readonly KeyField[];
   readonly clientStreaming: boolean;
   readonly serverStreaming: boolean;
+  /** The input is google.protobuf.Any: an eventing message arrives as is, whatever its type. */
+  readonly inputIsAny: boolean;
+  /** The output is google.protobuf.Any: a reply of any type is accepted (and published as is). */
+  readonly outputIsAny: boolean;
+  /** The method's `(cloudstate.eventing)` option (PROTOCOL.md §3, §8), when it has one. */
+  readonly eventing: MethodEventing | undefined;
 }
+
+/** Where a method's input comes from and where its replies go. */
+export interface MethodEventing {
+  readonly in:
+    | { readonly kind: "topic" | "eventLog"; readonly name: string; /** "" = the service's name */ readonly consumerGroup: string }
+    | undefined;
+  readonly out: { readonly topic: string } | undefined;
+}
+
+const ANY = "google.protobuf.Any";
+
+/** Whether a reply of this type URL fits the method: its output type, or anything when it returns Any. */
+export function replyTypeFits(method: MethodModel, typeUrl: string): boolean {
+  return typeUrl === method.outputTypeUrl || method.outputIsAny;
+}
+
+/** Topic names: what CloudEvents sources, URLs and broker subjects all accept. */
+export const TOPIC_NAME = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,199}$/;
 
 export interface ServiceModel {
   readonly name: string;
@@ -190,7 +215,10 @@ function methodsOf(service: DescService, kind: EntityKind): Map<string, MethodMo
     if (kind === "crdt" && clientStreaming) {
       throw new DiscoveryError(`${where} is client-streaming; CRDT entities take unary and server-streaming methods only`);
     }
-    if (kind !== "action" && keyFields.length === 0) {
+    const eventing = hasOption(m, eventingOption) ? eventingOf(getOption(m, eventingOption), where, m) : undefined;
+    // An entity's subscriber method taking Any addresses the entity by the event's subject instead.
+    const keyedBySubject = m.input.typeName === ANY && eventing?.in !== undefined;
+    if (kind !== "action" && keyFields.length === 0 && !keyedBySubject) {
       throw new DiscoveryError(
         `${where}: its input ${m.input.typeName} has no entity key field; mark the field that identifies the entity with [(cloudstate.entity_key) = true]`,
       );
@@ -204,7 +232,37 @@ function methodsOf(service: DescService, kind: EntityKind): Map<string, MethodMo
       keyFields,
       clientStreaming,
       serverStreaming,
+      inputIsAny: m.input.typeName === ANY,
+      outputIsAny: m.output.typeName === ANY,
+      eventing,
     });
   }
   return methods;
+}
+
+/** A method's eventing option, checked on its own (PROTOCOL.md §8); cross-service rules are in eventing/. */
+function eventingOf(option: Eventing, where: string, m: DescMethod): MethodEventing {
+  const source = option.in?.source;
+  const out = option.out?.destination;
+  if (option.in !== undefined && source?.case === undefined) {
+    throw new DiscoveryError(`${where}: its eventing.in names no source; set eventing.in.topic or eventing.in.event_log`);
+  }
+  if ((source !== undefined || out?.case !== undefined) && m.methodKind !== "unary") {
+    throw new DiscoveryError(`${where} is ${m.methodKind.replace("_", "-")}; only unary methods consume or publish events (eventing option)`);
+  }
+  for (const [what, topic] of [["eventing.in.topic", source?.case === "topic" ? source.value : undefined], ["eventing.out.topic", out?.value]] as const) {
+    if (topic !== undefined && !TOPIC_NAME.test(topic)) {
+      throw new DiscoveryError(`${where}: ${what} "${topic}" is not a valid topic name (letters, digits, ".", "_", "~", "-"; at most 200; starting with a letter or digit)`);
+    }
+  }
+  if (source?.case === "eventLog" && source.value === "") {
+    throw new DiscoveryError(`${where}: its eventing.in.event_log is empty; name the persistence id of an event-sourced entity`);
+  }
+  if (source?.case === "topic" && out?.case === "topic" && source.value === out.value) {
+    throw new DiscoveryError(`${where} consumes and publishes the same topic "${out.value}" (eventing.in.topic = eventing.out.topic): it would consume its own output forever`);
+  }
+  return {
+    in: source?.case === undefined ? undefined : { kind: source.case, name: source.value, consumerGroup: option.in?.consumerGroup ?? "" },
+    out: out?.case === "topic" ? { topic: out.value } : undefined,
+  };
 }

@@ -5,7 +5,9 @@
 import type { Metadata, SideEffect } from "@cloudstate-ts/protocol";
 import { Code, ProxyError } from "../errors.js";
 import { readEntityId } from "../discovery/entity-key.js";
-import type { MethodModel, ServiceModel, UserFunctionModel } from "../discovery/service-model.js";
+import { replyTypeFits, type MethodModel, type ServiceModel, type UserFunctionModel } from "../discovery/service-model.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
 import type { CommandOutcome, EntityService } from "../entities/command.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { ProxyMetrics } from "../telemetry/metrics.js";
@@ -13,7 +15,32 @@ import type { ProxyMetrics } from "../telemetry/metrics.js";
 export interface Reply {
   readonly payload: Uint8Array;
   readonly metadata?: Metadata | undefined;
+  /**
+   * A method returning google.protobuf.Any replies with any message: `payload` is then the whole
+   * Any (what its client gets), and this is the Any itself (what a topic gets).
+   */
+  readonly any?: { readonly typeUrl: string; readonly value: Uint8Array } | undefined;
 }
+
+/** A message from an eventing source, addressed to one subscriber method. */
+export interface Delivery {
+  readonly service: ServiceModel;
+  readonly method: MethodModel;
+  readonly payload: Uint8Array;
+  /** The payload's type URL, when the method takes google.protobuf.Any. */
+  readonly typeUrl?: string | undefined;
+  /** The entity to address when the payload has no key field (a method taking Any): the event's subject. */
+  readonly entityId?: string | undefined;
+  /** The CloudEvent attributes. */
+  readonly metadata: Metadata;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Publishes the reply of a method that has an eventing.out topic (set by eventing/). */
+export type ReplyPublisher = (service: ServiceModel, method: MethodModel, reply: Reply, cause: PublishCause) => Promise<void>;
+
+/** Why a reply is published: a client's call, or the delivery of an eventing message (its id makes the publish idempotent). */
+export type PublishCause = { readonly kind: "call"; readonly entityId: string } | { readonly kind: "delivery"; readonly delivery: Delivery; readonly messageKey: string };
 
 export interface CallContext {
   readonly metadata?: Metadata | undefined;
@@ -34,6 +61,40 @@ export class Dispatcher {
     private readonly log: Logger,
     private readonly metrics?: ProxyMetrics,
   ) {}
+
+  /** Where replies of methods with an eventing.out topic go; unset, such methods publish nothing. */
+  publisher: ReplyPublisher | undefined;
+
+  /**
+   * Delivers one eventing message to its subscriber method: entity, effects, forwards, like a
+   * client's call. Resolves with the reply (undefined when the user function sent none: nothing to
+   * publish); rejects when the user function failed the command or could not be reached, so that
+   * the consumer retries. A reply of a method with an eventing.out topic is published (idempotently,
+   * keyed by `messageKey`) before this resolves.
+   */
+  async deliver(delivery: Delivery, messageKey: string): Promise<Reply | undefined> {
+    const { service, method } = delivery;
+    const handler = this.handlers.get(service.name);
+    if (handler === undefined) throw new ProxyError(Code.UNIMPLEMENTED, `service ${service.name} is not served by this proxy`);
+    const entityId = method.keyFields.length > 0 ? readEntityId(delivery.payload, method.keyFields, method.desc.input.typeName) : (delivery.entityId ?? "");
+    if (service.kind !== "action" && entityId === "") {
+      throw new ProxyError(Code.INVALID_ARGUMENT, `${service.name}.${method.name}: the message has no entity id (no key field value and no ce-subject)`);
+    }
+    const outcome = await handler.handle({
+      service,
+      method,
+      entityId,
+      payload: delivery.payload,
+      payloadTypeUrl: delivery.typeUrl,
+      metadata: delivery.metadata,
+      signal: delivery.signal,
+    });
+    const reply = await this.settleWithTrail(outcome, service, method, { metadata: delivery.metadata, signal: delivery.signal }, 0);
+    if (reply !== undefined && method.eventing?.out !== undefined && this.publisher !== undefined) {
+      await this.publisher(service, method, reply, { kind: "delivery", delivery, messageKey });
+    }
+    return reply;
+  }
 
   /**
    * Runs one unary command end to end: entity, effects, forwards; resolves with the client's reply.
@@ -64,9 +125,19 @@ export class Dispatcher {
     if (handler === undefined) {
       throw new ProxyError(Code.UNIMPLEMENTED, `service ${service.name} is not served by this proxy`);
     }
+    if (method.keyFields.length === 0 && service.kind !== "action") {
+      // A subscriber method taking Any: its entity is named by the event, not by a key field.
+      throw new ProxyError(Code.FAILED_PRECONDITION, `${service.name}.${method.name} only takes eventing messages (its input is google.protobuf.Any, so it has no entity key)`);
+    }
     const entityId = readEntityId(payload, method.keyFields, method.desc.input.typeName);
     const outcome = await handler.handle({ service, method, entityId, payload, metadata: ctx.metadata, signal: ctx.signal });
-    return this.complete(outcome, service, method, ctx, hops);
+    const reply = await this.complete(outcome, service, method, ctx, hops);
+    // A method with an eventing.out topic publishes every reply, also to clients' calls; the client
+    // gets its reply once the message is stored.
+    if (hops === 0 && method.eventing?.out !== undefined && this.publisher !== undefined) {
+      await this.publisher(service, method, reply, { kind: "call", entityId });
+    }
+    return reply;
   }
 
   private async complete(
@@ -110,10 +181,15 @@ export class Dispatcher {
     switch (action?.case) {
       case "reply": {
         const reply = action.value;
-        if (reply.payload !== undefined && reply.payload.typeUrl !== method.outputTypeUrl) {
+        if (reply.payload !== undefined && !replyTypeFits(method, reply.payload.typeUrl)) {
           const message = `${where} replied with ${reply.payload.typeUrl || "an Any without a type URL"}, but the method returns ${method.outputTypeUrl}`;
           this.reportError(message);
           throw new ProxyError(Code.INTERNAL, message);
+        }
+        const typeUrl = reply.payload?.typeUrl;
+        // A method returning Any: its client gets the whole Any (unless the user function wrapped it already).
+        if (reply.payload !== undefined && typeUrl !== method.outputTypeUrl && method.outputIsAny) {
+          return { payload: toBinary(AnySchema, reply.payload), metadata: reply.metadata, any: reply.payload };
         }
         return { payload: reply.payload?.value ?? EMPTY, metadata: reply.metadata };
       }

@@ -11,6 +11,11 @@ export interface CommandRequest {
   readonly entityId: string;
   /** The client's serialized request message, passed through to the user function. */
   readonly payload: Uint8Array;
+  /**
+   * The payload's type URL when it is not the method's input type: a method taking
+   * google.protobuf.Any gets an eventing message as is, with the message's own type (PROTOCOL.md §8).
+   */
+  readonly payloadTypeUrl?: string | undefined;
   readonly metadata?: Metadata | undefined;
   /** Aborted when the client cancels or its deadline passes: a command still waiting is dropped. */
   readonly signal?: AbortSignal | undefined;

@@ -9,6 +9,7 @@ import { Code, ProxyError } from "../errors.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { BidiStream, UserFunctionConnection } from "../user-function/connection.js";
 import type { CommandOutcome, CommandRequest } from "./command.js";
+import { replyTypeFits } from "../discovery/service-model.js";
 import type { HostedEntity } from "./entity-host.js";
 
 export interface KeyedEntityOptions {
@@ -229,7 +230,7 @@ export abstract class KeyedEntity<In, Out, R extends KeyedReply> implements Host
       return;
     }
     const payload = action?.action.case === "reply" ? action.action.value.payload : undefined;
-    if (payload !== undefined && payload.typeUrl !== pending.request.method.outputTypeUrl) {
+    if (payload !== undefined && !replyTypeFits(pending.request.method, payload.typeUrl)) {
       // Checked before persisting: a reply the client cannot use must not leave a state change behind.
       const text = `${this.o.serviceName}.${pending.request.method.name} replied with ${payload.typeUrl || "an Any without a type URL"}, but the method returns ${pending.request.method.outputTypeUrl}`;
       this.o.reportError(text);

@@ -15,6 +15,8 @@ export interface IngressOptions {
   readonly http?: HttpRequestHandler;
   /** The web console: every path under /console, before the HTTP/JSON handler; absent when off. */
   readonly console?: { handle(req: http.IncomingMessage, res: http.ServerResponse): void } | undefined;
+  /** Topics over HTTP: every path under /eventing/, before the HTTP/JSON handler. */
+  readonly eventing?: { handle(req: http.IncomingMessage, res: http.ServerResponse): void } | undefined;
 }
 
 export interface HttpRequestHandler {
@@ -115,6 +117,10 @@ export class Ingress {
     }
     if (this.o.console && (path === "/console" || path.startsWith("/console/"))) {
       this.o.console.handle(req, res);
+      return;
+    }
+    if (this.o.eventing && path.startsWith("/eventing/")) {
+      this.o.eventing.handle(req, res);
       return;
     }
     if (this.o.http) {

@@ -41,6 +41,10 @@ export class ProxyMetrics {
   private readonly batchSize: Histogram;
   private readonly commitDuration: Histogram;
   private readonly perMethod = new WeakMap<MethodModel, MethodMetrics>();
+  private readonly eventingMessages: Counter<"group" | "source" | "outcome">;
+  private readonly deadLetters: Counter<"group" | "source">;
+  private readonly published: Counter<"topic">;
+  private eventingLag: (() => Promise<readonly { group: string; source: string; lag: number }[]>) | undefined;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -103,6 +107,50 @@ export class ProxyMetrics {
       labelNames: ["service"],
       registers,
     });
+    this.eventingMessages = new Counter({
+      name: "cloudstate_eventing_messages_total",
+      help: "Eventing messages by consumer group, source and outcome: delivered, unmatched (no method takes its type), dead_letter, retry (a failed attempt)",
+      labelNames: ["group", "source", "outcome"],
+      registers,
+    });
+    this.deadLetters = new Counter({
+      name: "cloudstate_eventing_dead_letters_total",
+      help: "Messages set aside as dead letters after their last failed attempt, by consumer group and source",
+      labelNames: ["group", "source"],
+      registers,
+    });
+    this.published = new Counter({
+      name: "cloudstate_eventing_published_total",
+      help: "Messages published to topics (method replies with eventing.out and HTTP publishes), by topic",
+      labelNames: ["topic"],
+      registers,
+    });
+    const lagOf = () => this.eventingLag;
+    new Gauge({
+      name: "cloudstate_eventing_lag",
+      help: "Offsets between a consumer group's committed position and the head of its source (0 = caught up), for the groups this proxy consumes",
+      labelNames: ["group", "source"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const { group, source, lag } of (await lagOf()?.()) ?? []) this.set({ group, source }, lag);
+      },
+    });
+  }
+
+  /** One eventing message finished (or one attempt failed: "retry"). */
+  eventingOutcome(group: string, source: string, outcome: "delivered" | "unmatched" | "dead-letter" | "retry"): void {
+    this.eventingMessages.inc({ group, source, outcome: outcome.replace("-", "_") });
+    if (outcome === "dead-letter") this.deadLetters.inc({ group, source });
+  }
+
+  topicPublished(topic: string, count = 1): void {
+    this.published.inc({ topic }, count);
+  }
+
+  /** Where the lag gauge reads from, when scraped. */
+  watchEventingLag(read: () => Promise<readonly { group: string; source: string; lag: number }[]>): void {
+    this.eventingLag = read;
   }
 
   /** A command's end: `startNs` from `process.hrtime.bigint()` at its start; `code` a status code name. */

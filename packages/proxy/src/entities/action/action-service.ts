@@ -42,7 +42,7 @@ export class ActionService implements EntityService {
         PATHS.unary,
         ActionCommandSchema,
         ActionResponseSchema,
-        this.command(request.method, request.payload, request.metadata),
+        this.command(request.method, request.payload, request.metadata, request.payloadTypeUrl),
         this.o.commandTimeoutMs,
         request.signal,
       );
@@ -114,11 +114,11 @@ export class ActionService implements EntityService {
     // Open calls end with their clients' calls when the ingress force-closes them.
   }
 
-  private command(method: MethodModel, payload: Uint8Array, metadata: Metadata | undefined): ActionCommand {
+  private command(method: MethodModel, payload: Uint8Array, metadata: Metadata | undefined, typeUrl = method.inputTypeUrl): ActionCommand {
     return create(ActionCommandSchema, {
       serviceName: this.o.service.name,
       name: method.name,
-      payload: anyOf(method.inputTypeUrl, payload),
+      payload: anyOf(typeUrl, payload),
       metadata,
     });
   }

@@ -280,7 +280,7 @@ export class CrdtEntity implements HostedEntity {
             entityId: this.o.entityId,
             id: call.id,
             name: request.method.name,
-            payload: anyOf(request.method.inputTypeUrl, request.payload),
+            payload: anyOf(request.payloadTypeUrl ?? request.method.inputTypeUrl, request.payload),
             streamed: call.streamed,
             metadata: request.metadata,
           },

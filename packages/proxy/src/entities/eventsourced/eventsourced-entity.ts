@@ -65,8 +65,18 @@ export class EventSourcedEntity extends KeyedEntity<EventSourcedOutgoing, EventS
   }
 
   protected commandMessage(id: bigint, request: CommandRequest): EventSourcedOutgoing {
-    // Event-sourced commands carry no metadata (PROTOCOL.md §5): encoded by hand into their frame.
-    return commandFrame(this.o.entityId, id, request.method.name, request.method.inputTypeUrl, request.payload);
+    const typeUrl = request.payloadTypeUrl ?? request.method.inputTypeUrl;
+    // Client commands carry no metadata (PROTOCOL.md §5): encoded by hand into their frame. Eventing
+    // deliveries do carry their CloudEvent attributes, for subscribers that read them.
+    if (request.metadata === undefined || request.metadata.entries.length === 0) {
+      return commandFrame(this.o.entityId, id, request.method.name, typeUrl, request.payload);
+    }
+    return create(EventSourcedStreamInSchema, {
+      message: {
+        case: "command",
+        value: { entityId: this.o.entityId, id, name: request.method.name, payload: anyOf(typeUrl, request.payload), metadata: request.metadata },
+      },
+    });
   }
 
   protected classify(out: EventSourcedStreamOut): StreamOutMessage<EventSourcedReply> {

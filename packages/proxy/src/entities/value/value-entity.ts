@@ -56,7 +56,7 @@ export class ValueEntity extends KeyedEntity<ValueEntityStreamIn, ValueEntityStr
           entityId: this.o.entityId,
           id,
           name: request.method.name,
-          payload: anyOf(request.method.inputTypeUrl, request.payload),
+          payload: anyOf(request.payloadTypeUrl ?? request.method.inputTypeUrl, request.payload),
           metadata: request.metadata,
         },
       },

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file com/example/shoppingcart/domain/domain.proto.
  */
 export const file_com_example_shoppingcart_domain_domain: GenFile = /*@__PURE__*/
-  fileDesc("Cixjb20vZXhhbXBsZS9zaG9wcGluZ2NhcnQvZG9tYWluL2RvbWFpbi5wcm90bxIfY29tLmV4YW1wbGUuc2hvcHBpbmdjYXJ0LmRvbWFpbiI+CghMaW5lSXRlbRISCgpwcm9kdWN0X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUiRAoJSXRlbUFkZGVkEjcKBGl0ZW0YASABKAsyKS5jb20uZXhhbXBsZS5zaG9wcGluZ2NhcnQuZG9tYWluLkxpbmVJdGVtIiEKC0l0ZW1SZW1vdmVkEhIKCnByb2R1Y3RfaWQYASABKAkiQAoEQ2FydBI4CgVpdGVtcxgBIAMoCzIpLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5kb21haW4uTGluZUl0ZW1iBnByb3RvMw");
+  fileDesc("Cixjb20vZXhhbXBsZS9zaG9wcGluZ2NhcnQvZG9tYWluL2RvbWFpbi5wcm90bxIfY29tLmV4YW1wbGUuc2hvcHBpbmdjYXJ0LmRvbWFpbiI+CghMaW5lSXRlbRISCgpwcm9kdWN0X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUiRAoJSXRlbUFkZGVkEjcKBGl0ZW0YASABKAsyKS5jb20uZXhhbXBsZS5zaG9wcGluZ2NhcnQuZG9tYWluLkxpbmVJdGVtIiEKC0l0ZW1SZW1vdmVkEhIKCnByb2R1Y3RfaWQYASABKAkiQAoEQ2FydBI4CgVpdGVtcxgBIAMoCzIpLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5kb21haW4uTGluZUl0ZW0iowIKFlByb2R1Y3RQb3B1bGFyaXR5U3RhdGUSEgoKcHJvZHVjdF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDnF1YW50aXR5X2FkZGVkGAMgASgDEhMKC3RpbWVzX2FkZGVkGAQgASgDEhUKDXRpbWVzX3JlbW92ZWQYBSABKAMSagoTbGFzdF9vZmZzZXRfYnlfY2FydBgGIAMoCzJNLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5kb21haW4uUHJvZHVjdFBvcHVsYXJpdHlTdGF0ZS5MYXN0T2Zmc2V0QnlDYXJ0RW50cnkaNwoVTGFzdE9mZnNldEJ5Q2FydEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAFiBnByb3RvMw");
 
 /**
  * @generated from message com.example.shoppingcart.domain.LineItem
@@ -97,4 +97,49 @@ export type Cart = Message<"com.example.shoppingcart.domain.Cart"> & {
  */
 export const CartSchema: GenMessage<Cart> = /*@__PURE__*/
   messageDesc(file_com_example_shoppingcart_domain_domain, 3);
+
+/**
+ * The state of a product's popularity view: the counts, and per cart the offset of the last
+ * event counted, which makes counting a redelivered event a no-op.
+ *
+ * @generated from message com.example.shoppingcart.domain.ProductPopularityState
+ */
+export type ProductPopularityState = Message<"com.example.shoppingcart.domain.ProductPopularityState"> & {
+  /**
+   * @generated from field: string product_id = 1;
+   */
+  productId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 quantity_added = 3;
+   */
+  quantityAdded: bigint;
+
+  /**
+   * @generated from field: int64 times_added = 4;
+   */
+  timesAdded: bigint;
+
+  /**
+   * @generated from field: int64 times_removed = 5;
+   */
+  timesRemoved: bigint;
+
+  /**
+   * @generated from field: map<string, int64> last_offset_by_cart = 6;
+   */
+  lastOffsetByCart: { [key: string]: bigint };
+};
+
+/**
+ * Describes the message com.example.shoppingcart.domain.ProductPopularityState.
+ * Use `create(ProductPopularityStateSchema)` to create a new message.
+ */
+export const ProductPopularityStateSchema: GenMessage<ProductPopularityState> = /*@__PURE__*/
+  messageDesc(file_com_example_shoppingcart_domain_domain, 4);
 

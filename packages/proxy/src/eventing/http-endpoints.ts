@@ -1,0 +1,297 @@
+// Topics over HTTP, so that systems outside the user function can join (PROTOCOL.md §8):
+//   POST /eventing/topics/{topic}   publish a CloudEvent (binary mode: ce-* headers + body; or
+//                                   structured: application/cloudevents+json, -batch+json)
+//   GET  /eventing/topics/{topic}   read it: Server-Sent Events with `Accept: text/event-stream`
+//                                   (live, resumable with Last-Event-ID), else one JSON page
+//   GET  /eventing/topics           the topics with their message counts and heads
+// Only the topics the user function's methods consume or publish exist here.
+import { timingSafeEqual } from "node:crypto";
+import type * as http from "node:http";
+import { fromBinary, type Registry } from "@bufbuild/protobuf";
+import type { TopicMessage, TopicPublish } from "../store/store.js";
+import type { Logger } from "../telemetry/logger.js";
+import { dataKind, SPEC_VERSION, structured } from "./cloudevents.js";
+import type { Eventing } from "./eventing.js";
+
+export const EVENTING_PREFIX = "/eventing/";
+
+export interface EventingEndpointsOptions {
+  readonly eventing: Eventing;
+  readonly registry: Registry;
+  readonly maxBodyBytes: number;
+  readonly token?: string | undefined;
+  readonly log: Logger;
+  /** How often an SSE reader with nothing new checks again (it is also woken by commits). */
+  readonly pollIntervalMs: number;
+}
+
+class BadRequest extends Error {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}
+
+const PAGE = 100;
+const HEARTBEAT_MS = 15_000;
+
+export class EventingEndpoints {
+  private readonly streams = new Set<http.ServerResponse>();
+  private closed = false;
+
+  constructor(private readonly o: EventingEndpointsOptions) {}
+
+  static owns(path: string): boolean {
+    return path.startsWith(EVENTING_PREFIX);
+  }
+
+  /** Ends the open SSE streams (shutdown): readers reconnect elsewhere with Last-Event-ID. */
+  close(): void {
+    this.closed = true;
+    for (const res of this.streams) res.end();
+    this.streams.clear();
+  }
+
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://eventing");
+    if (!this.authorized(req)) {
+      send(res, 401, error("UNAUTHENTICATED", "the eventing endpoints need Authorization: Bearer <token>"), { "www-authenticate": "Bearer" });
+      return;
+    }
+    const run = async () => {
+      if (url.pathname === "/eventing/topics" && req.method === "GET") {
+        const known = this.o.eventing.topics;
+        const infos = new Map((await this.o.eventing.broker.topics()).map((t) => [t.topic, t]));
+        send(res, 200, { topics: [...known].sort().map((topic) => ({ topic, messages: infos.get(topic)?.messages ?? 0, head: String(infos.get(topic)?.head ?? 0) })) });
+        return;
+      }
+      const m = /^\/eventing\/topics\/([^/]+)$/.exec(url.pathname);
+      if (m === null) throw new BadRequest(`no eventing endpoint ${url.pathname} (POST or GET /eventing/topics/{topic}, GET /eventing/topics)`, 404);
+      const topic = decodeURIComponent(m[1]!);
+      if (!this.o.eventing.topics.has(topic)) {
+        const known = [...this.o.eventing.topics].sort().join(", ") || "none";
+        throw new BadRequest(`unknown topic "${topic}": no method consumes or publishes it (topics: ${known})`, 404);
+      }
+      if (req.method === "POST") return this.publish(topic, req, res);
+      if (req.method === "GET") return this.read(topic, url, req, res);
+      throw new BadRequest(`${req.method} is not allowed on a topic: POST publishes, GET reads`, 405);
+    };
+    run().catch((e: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (e instanceof BadRequest) send(res, e.status, error(e.status === 404 ? "NOT_FOUND" : e.status === 413 ? "RESOURCE_EXHAUSTED" : "INVALID_ARGUMENT", e.message));
+      else {
+        this.o.log.warn({ err: (e as Error).message }, "eventing endpoint failed");
+        send(res, 503, error("UNAVAILABLE", `could not reach the topic log: ${(e as Error).message}`));
+      }
+    });
+  }
+
+  private async publish(topic: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readBody(req, this.o.maxBodyBytes);
+    const contentType = (req.headers["content-type"] ?? "application/octet-stream").toLowerCase();
+    const media = contentType.split(";")[0]!.trim();
+    let messages: TopicPublish[];
+    if (media === "application/cloudevents+json") {
+      messages = [this.fromStructured(topic, parseJson(body))];
+    } else if (media === "application/cloudevents-batch+json") {
+      const batch = parseJson(body);
+      if (!Array.isArray(batch) || batch.length === 0) throw new BadRequest("a CloudEvents batch is a non-empty JSON array of events");
+      messages = batch.map((e) => this.fromStructured(topic, e));
+    } else {
+      messages = [this.fromBinary(topic, req.headers, contentType, body)];
+    }
+    const offsets = await this.o.eventing.publish(messages);
+    send(res, 200, messages.length === 1 && media !== "application/cloudevents-batch+json" ? { topic, offset: String(offsets[0]) } : { topic, offsets: offsets.map(String) });
+  }
+
+  /** Binary mode: the attributes in ce-* headers, the data as the body with its Content-Type. */
+  private fromBinary(topic: string, headers: http.IncomingHttpHeaders, contentType: string, data: Uint8Array): TopicPublish {
+    const header = (name: string) => {
+      const v = headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    return this.checked(topic, {
+      specversion: header("ce-specversion"),
+      id: header("ce-id"),
+      source: header("ce-source"),
+      type: header("ce-type"),
+      subject: header("ce-subject"),
+      time: header("ce-time"),
+      contentType,
+      data,
+      where: "header ce-",
+    });
+  }
+
+  /** Structured mode: one JSON object with the attributes and `data` (JSON) or `data_base64`. */
+  private fromStructured(topic: string, event: unknown): TopicPublish {
+    if (typeof event !== "object" || event === null || Array.isArray(event)) throw new BadRequest("a CloudEvent in structured mode is a JSON object");
+    const e = event as Record<string, unknown>;
+    const str = (k: string) => {
+      const v = e[k];
+      if (v !== undefined && typeof v !== "string") throw new BadRequest(`CloudEvent attribute ${k} must be a string`);
+      return v;
+    };
+    const contentType = str("datacontenttype") ?? "application/json";
+    let data: Uint8Array;
+    if (e.data_base64 !== undefined) {
+      if (typeof e.data_base64 !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(e.data_base64)) throw new BadRequest("data_base64 must be base64 text");
+      data = Buffer.from(e.data_base64, "base64");
+    } else if (e.data === undefined) {
+      data = new Uint8Array(0);
+    } else if (dataKind(contentType) === "json") {
+      data = Buffer.from(JSON.stringify(e.data));
+    } else if (typeof e.data === "string") {
+      data = Buffer.from(e.data);
+    } else {
+      throw new BadRequest(`data of content type ${contentType} must be a string (or use data_base64)`);
+    }
+    return this.checked(topic, {
+      specversion: str("specversion"),
+      id: str("id"),
+      source: str("source"),
+      type: str("type"),
+      subject: str("subject"),
+      time: str("time"),
+      contentType,
+      data,
+      where: "attribute ",
+    });
+  }
+
+  private checked(
+    topic: string,
+    a: { specversion?: string | undefined; id?: string | undefined; source?: string | undefined; type?: string | undefined; subject?: string | undefined; time?: string | undefined; contentType: string; data: Uint8Array; where: string },
+  ): TopicPublish {
+    for (const name of ["specversion", "id", "source", "type"] as const) {
+      if (!a[name]) throw new BadRequest(`missing CloudEvent ${a.where}${name} (required: specversion, id, source, type)`);
+    }
+    if (a.specversion !== SPEC_VERSION) throw new BadRequest(`unsupported CloudEvents specversion "${a.specversion}" (supported: ${SPEC_VERSION})`);
+    for (const [name, value] of Object.entries({ id: a.id, source: a.source, type: a.type, subject: a.subject ?? "", contentType: a.contentType })) {
+      if (value!.includes("\0")) throw new BadRequest(`CloudEvent ${name} contains a NUL character`);
+    }
+    let time = Date.now();
+    if (a.time !== undefined) {
+      time = Date.parse(a.time);
+      if (!/^\d{4}-\d\d-\d\dT/.test(a.time) || Number.isNaN(time)) throw new BadRequest(`CloudEvent time "${a.time}" is not an RFC 3339 timestamp`);
+    }
+    // Data that cannot be what it says it is would only fail every subscriber later.
+    const kind = dataKind(a.contentType);
+    if (kind === "json") parseJson(a.data);
+    if (kind === "protobuf") {
+      const schema = this.o.registry.getMessage(a.type!);
+      if (schema === undefined) throw new BadRequest(`ce-type "${a.type}" is not a message type of the user function; protobuf data needs its full message name as type`);
+      try {
+        fromBinary(schema, a.data);
+      } catch (e) {
+        throw new BadRequest(`the data is not a valid ${a.type}: ${(e as Error).message}`);
+      }
+    }
+    return { topic, id: a.id!, source: a.source!, type: a.type!, subject: a.subject ?? "", contentType: a.contentType, time, data: a.data };
+  }
+
+  private async read(topic: string, url: URL, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const last = req.headers["last-event-id"];
+    const afterText = url.searchParams.get("after") ?? (typeof last === "string" ? last : undefined) ?? "0";
+    if (!/^\d{1,15}$/.test(afterText)) throw new BadRequest(`after / Last-Event-ID must be an offset (a whole number), got "${afterText}"`);
+    let after = Number(afterText);
+    const source = this.o.eventing.broker.topic(topic);
+    const sse = (req.headers.accept ?? "").includes("text/event-stream");
+    if (!sse) {
+      const limitText = url.searchParams.get("limit") ?? String(PAGE);
+      if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new BadRequest("limit must be between 1 and 1000");
+      const messages = await readTopic(this.o.eventing, topic, after, Number(limitText));
+      const next = messages.length > 0 ? messages[messages.length - 1]!.offset : after;
+      send(res, 200, { topic, events: messages.map((m) => structured(m, m.data, m.offset)), next: String(next) });
+      return;
+    }
+    if (this.closed) throw new BadRequest("the proxy is shutting down", 503);
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    res.write(": streaming topic " + topic + "\n\n");
+    this.streams.add(res);
+    let wake: (() => void) | undefined;
+    const unwatch = source.watch(() => wake?.());
+    let open = true;
+    const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), HEARTBEAT_MS);
+    const finish = () => {
+      open = false;
+      wake?.();
+    };
+    res.on("close", finish);
+    try {
+      while (open && !this.closed) {
+        const messages = await readTopic(this.o.eventing, topic, after, PAGE);
+        for (const m of messages) {
+          res.write(`id: ${m.offset}\ndata: ${JSON.stringify(structured(m, m.data, m.offset))}\n\n`);
+          after = m.offset;
+        }
+        if (messages.length === PAGE) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.o.pollIntervalMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      clearInterval(heartbeat);
+      unwatch();
+      this.streams.delete(res);
+      res.end();
+    }
+  }
+
+  private authorized(req: http.IncomingMessage): boolean {
+    const token = this.o.token;
+    if (token === undefined) return true;
+    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+    const a = Buffer.from(given);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+}
+
+function readTopic(eventing: Eventing, topic: string, after: number, limit: number): Promise<TopicMessage[]> {
+  return eventing.broker.topic(topic).read(after, limit).then((ms) =>
+    ms.map((m) => ({ topic, offset: m.offset, id: m.id, source: m.source, type: m.type, subject: m.subject, contentType: m.contentType, time: m.time, data: m.data })),
+  );
+}
+
+function parseJson(body: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch (e) {
+    throw new BadRequest(`the body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function error(code: string, message: string) {
+  return { error: { code, message } };
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers }).end(JSON.stringify(body));
+}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new BadRequest(`the request is larger than ${limit} bytes`, 413));
+        req.resume();
+      } else chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}

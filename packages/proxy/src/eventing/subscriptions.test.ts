@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { clone, create, setExtension, toBinary, type DescFile, type MessageInitShape } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, MethodDescriptorProtoSchema, MethodOptionsSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { EntitySpecSchema, eventing, EventingSchema } from "@cloudstate-ts/protocol";
+import { file_com_example_fraud_account } from "../../../../examples/fraud-detection/src/gen/com/example/fraud/account_pb.js";
+import { buildModel, DiscoveryError } from "../discovery/service-model.js";
+import { planEventing } from "./subscriptions.js";
+
+const ES = "cloudstate.eventsourced.EventSourced";
+const VALUE = "cloudstate.valueentity.ValueEntity";
+
+function filesOf(file: DescFile): FileDescriptorProto[] {
+  const out: FileDescriptorProto[] = [];
+  const seen = new Set<string>();
+  const visit = (f: DescFile) => {
+    if (seen.has(f.name)) return;
+    seen.add(f.name);
+    f.dependencies.forEach(visit);
+    out.push(clone(FileDescriptorProtoSchema, f.proto));
+  };
+  visit(file);
+  return out;
+}
+
+type EventingInit = MessageInitShape<typeof EventingSchema>;
+
+/** The fraud example's spec, with the eventing option of FraudMonitor's methods replaced where given. */
+function plan(options: Record<string, EventingInit | undefined> = {}, entities = [
+  { entityType: ES, serviceName: "com.example.fraud.Account", persistenceId: "account" },
+  { entityType: VALUE, serviceName: "com.example.fraud.FraudMonitor", persistenceId: "fraud-monitor" },
+]) {
+  const files = filesOf(file_com_example_fraud_account);
+  const account = files.find((f) => f.name === "com/example/fraud/account.proto")!;
+  const monitor = account.service.find((s) => s.name === "FraudMonitor")!;
+  for (const [name, init] of Object.entries(options)) {
+    let method = monitor.method.find((m) => m.name === name);
+    if (method === undefined) {
+      // Another method taking what Observe takes.
+      method = clone(MethodDescriptorProtoSchema, monitor.method.find((m) => m.name === "Observe")!);
+      method.name = name;
+      monitor.method.push(method);
+    }
+    method.options = create(MethodOptionsSchema);
+    if (init !== undefined) setExtension(method.options, eventing, create(EventingSchema, init));
+  }
+  const spec = create(EntitySpecSchema, {
+    proto: toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: files })),
+    entities,
+    serviceInfo: { protocolMajorVersion: 0, protocolMinorVersion: 2 },
+  });
+  return planEventing(buildModel(spec, { supportedKinds: ["eventSourced", "value", "action"], defaultPassivationTimeoutMs: 1000, checkProtocolVersion: true }));
+}
+
+test("the fraud example's plan: one subscription to the account event log, one topic", () => {
+  const p = plan();
+  assert.equal(p.subscriptions.length, 1);
+  const [sub] = p.subscriptions;
+  assert.equal(sub!.sourceId, "event-log:account");
+  assert.equal(sub!.group, "com.example.fraud.FraudMonitor", "the default group is the service's name");
+  assert.deepEqual([...sub!.byType.keys()], ["com.example.fraud.domain.TransactionRecorded"]);
+  assert.equal(sub!.anyMethod, undefined);
+  assert.deepEqual([...p.topics], ["fraud-alerts"]);
+});
+
+test("a consumer group can be named", () => {
+  const p = plan({ Observe: { in: { consumerGroup: "audit", source: { case: "eventLog", value: "account" } } } });
+  assert.equal(p.subscriptions[0]!.group, "audit");
+  assert.deepEqual([...p.topics], []);
+});
+
+test("eventing mistakes are discovery errors that say what to change", () => {
+  const cases: [EventingInit, RegExp][] = [
+    [{ in: { source: { case: "eventLog", value: "acount" } } }, /event_log "acount" is not the persistence id of an event-sourced entity.*known: "account"/],
+    [{ in: { source: { case: "topic", value: "alerts" } }, out: { destination: { case: "topic", value: "alerts" } } }, /consumes and publishes the same topic "alerts"/],
+    [{ in: {} }, /eventing\.in names no source/],
+    [{ in: { source: { case: "topic", value: "no spaces" } } }, /"no spaces" is not a valid topic name/],
+    [{ in: { source: { case: "eventLog", value: "" } } }, /event_log is empty/],
+  ];
+  for (const [init, message] of cases) {
+    assert.throws(() => plan({ Observe: init }), (e: unknown) => e instanceof DiscoveryError && message.test(e.message), JSON.stringify(init));
+  }
+});
+
+test("two methods of one subscription cannot take the same type", () => {
+  const log = { in: { source: { case: "eventLog" as const, value: "account" } } };
+  assert.throws(() => plan({ Observe: log, ObserveAgain: log }), /ObserveAgain and com\.example\.fraud\.FraudMonitor\.Observe both take com\.example\.fraud\.domain\.TransactionRecorded from event-log:account/);
+  // In different consumer groups, they are two subscriptions.
+  const other = { in: { consumerGroup: "second", source: { case: "eventLog" as const, value: "account" } } };
+  assert.equal(plan({ Observe: log, ObserveAgain: other }).subscriptions.length, 2);
+});
+
+test("a consumer group belongs to one service", () => {
+  // The account entity subscribing to its own log under the monitor's group name.
+  const files = filesOf(file_com_example_fraud_account);
+  const account = files.find((f) => f.name === "com/example/fraud/account.proto")!;
+  const setOn = (service: string, method: string, group: string) => {
+    const m = account.service.find((s) => s.name === service)!.method.find((x) => x.name === method)!;
+    m.options = create(MethodOptionsSchema);
+    setExtension(m.options, eventing, create(EventingSchema, { in: { consumerGroup: group, source: { case: "topic", value: "t" } } }));
+  };
+  setOn("FraudMonitor", "GetStatistics", "shared");
+  setOn("Account", "GetAccount", "shared");
+  const spec = create(EntitySpecSchema, {
+    proto: toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: files })),
+    entities: [
+      { entityType: ES, serviceName: "com.example.fraud.Account", persistenceId: "account" },
+      { entityType: VALUE, serviceName: "com.example.fraud.FraudMonitor", persistenceId: "fraud-monitor" },
+    ],
+    serviceInfo: { protocolMajorVersion: 0, protocolMinorVersion: 2 },
+  });
+  assert.throws(
+    () => planEventing(buildModel(spec, { supportedKinds: ["eventSourced", "value", "action"], defaultPassivationTimeoutMs: 1000, checkProtocolVersion: true })),
+    /consumer group "shared" of topic:t is used by com\.example\.fraud\.Account and com\.example\.fraud\.FraudMonitor/,
+  );
+});
