@@ -85,7 +85,8 @@ describe("discovery", () => {
       { case: "topic", value: "tallies" },
     ]);
     assert.deepEqual(option("sdktest.Journal.Record").in?.source, { case: "eventLog", value: "journal-source" });
-    assert.equal(methods.get("sdktest.Tally.ObserveAny")!.proto.options, undefined, "a method without options has none");
+    assert.deepEqual(option("sdktest.Tally.ObserveAny").in?.source, { case: "topic", value: "raw-observations" });
+    assert.equal(methods.get("sdktest.Tally.Get")!.proto.options, undefined, "a method without options has none");
   });
 
   test("the Any methods' types resolve to google.protobuf.Any, and eventing.proto is in the set", () => {

@@ -34,7 +34,7 @@ function jsonAmount(value: unknown): number {
 
 /**
  * OnAdded summarises an Added (no reply for 0); OnAnything answers each kind of payload with the
- * same kind: protobuf Added → Added doubled, JSON → JSON echo, text → upper case, bytes → reversed;
+ * same kind: protobuf Added → Added doubled, JSON → JSON echo, text → upper case ("fail" fails), bytes → reversed;
  * a protobuf message of an unknown type → no reply.
  */
 export function eventSubscriber() {
@@ -50,6 +50,8 @@ export function eventSubscriber() {
           case "json":
             return jsonAny("sdktest.Echo", { type: data.typeName, value: data.value, event: describeEvent(ctx) });
           case "text":
+            // A subscriber that fails: the proxy's retries and dead letters are tested with it.
+            if (data.value === "fail") return ctx.fail("told to fail");
             return textAny(data.value.toUpperCase());
           case "bytes":
             return bytesAny(data.value.slice().reverse());

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sdktest/eventing.proto.
  */
 export const file_sdktest_eventing: GenFile = /*@__PURE__*/
-  fileDesc("ChZzZGt0ZXN0L2V2ZW50aW5nLnByb3RvEgdzZGt0ZXN0IjQKC09ic2VydmF0aW9uEhUKCHRhbGx5X2lkGAEgASgJQgPAQwESDgoGYW1vdW50GAIgASgFIhcKB1N1bW1hcnkSDAoEdGV4dBgBIAEoCTLLAQoPRXZlbnRTdWJzY3JpYmVyElcKB09uQWRkZWQSFS5zZGt0ZXN0LmRvbWFpbi5BZGRlZBoQLnNka3Rlc3QuU3VtbWFyeSIjykMgCgkaB2NvdW50ZXISEwoRY291bnRlci1zdW1tYXJpZXMSXwoKT25Bbnl0aGluZxIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55IiXKQyIKFgoNc2RrdGVzdC1ncm91cBIFaW5ib3gSCAoGb3V0Ym94MrsBCgVUYWxseRJRCgdPYnNlcnZlEhQuc2RrdGVzdC5PYnNlcnZhdGlvbhoQLnNka3Rlc3QuU3VtbWFyeSIeykMbCg4SDG9ic2VydmF0aW9ucxIJCgd0YWxsaWVzEjgKCk9ic2VydmVBbnkSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgNHZXQSDi5zZGt0ZXN0LlF1ZXJ5Gg4uc2RrdGVzdC5WYWx1ZTJWCgdKb3VybmFsEksKBlJlY29yZBIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55IhXKQxIKEBoOam91cm5hbC1zb3VyY2UyQQoKQW55Q291bnRlchIzCgVDb3VudBIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55YgZwcm90bzM", [file_google_protobuf_any, file_cloudstate_entity_key, file_cloudstate_eventing, file_sdktest_counter, file_sdktest_domain]);
+  fileDesc("ChZzZGt0ZXN0L2V2ZW50aW5nLnByb3RvEgdzZGt0ZXN0IjQKC09ic2VydmF0aW9uEhUKCHRhbGx5X2lkGAEgASgJQgPAQwESDgoGYW1vdW50GAIgASgFIhcKB1N1bW1hcnkSDAoEdGV4dBgBIAEoCTLLAQoPRXZlbnRTdWJzY3JpYmVyElcKB09uQWRkZWQSFS5zZGt0ZXN0LmRvbWFpbi5BZGRlZBoQLnNka3Rlc3QuU3VtbWFyeSIjykMgCgkaB2NvdW50ZXISEwoRY291bnRlci1zdW1tYXJpZXMSXwoKT25Bbnl0aGluZxIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55IiXKQyIKFgoNc2RrdGVzdC1ncm91cBIFaW5ib3gSCAoGb3V0Ym94MtQBCgVUYWxseRJRCgdPYnNlcnZlEhQuc2RrdGVzdC5PYnNlcnZhdGlvbhoQLnNka3Rlc3QuU3VtbWFyeSIeykMbCg4SDG9ic2VydmF0aW9ucxIJCgd0YWxsaWVzElEKCk9ic2VydmVBbnkSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueSIXykMUChISEHJhdy1vYnNlcnZhdGlvbnMSJQoDR2V0Eg4uc2RrdGVzdC5RdWVyeRoOLnNka3Rlc3QuVmFsdWUyVgoHSm91cm5hbBJLCgZSZWNvcmQSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueSIVykMSChAaDmpvdXJuYWwtc291cmNlMkEKCkFueUNvdW50ZXISMwoFQ291bnQSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueWIGcHJvdG8z", [file_google_protobuf_any, file_cloudstate_entity_key, file_cloudstate_eventing, file_sdktest_counter, file_sdktest_domain]);
 
 /**
  * @generated from message sdktest.Observation
@@ -81,7 +81,8 @@ export const EventSubscriber: GenService<{
     output: typeof SummarySchema;
   },
   /**
-   * Anything on the inbox topic (protobuf, JSON, text, bytes); publishes an answer of the same kind.
+   * Anything on the inbox topic (protobuf, JSON, text, bytes); publishes an answer of the same kind
+   * (the text "fail" fails the command).
    *
    * @generated from rpc sdktest.EventSubscriber.OnAnything
    */
@@ -111,6 +112,8 @@ export const Tally: GenService<{
   },
   /**
    * JSON {"amount": n} adds n and answers JSON {"total": …}; text answers nothing.
+   * An entity's method taking Any has no key field: the proxy addresses it by the message's subject,
+   * so it only takes eventing messages.
    *
    * @generated from rpc sdktest.Tally.ObserveAny
    */
