@@ -90,6 +90,14 @@ test("two methods of one subscription cannot take the same type", () => {
   assert.equal(plan({ Observe: log, ObserveAgain: other }).subscriptions.length, 2);
 });
 
+test("a subscriber of a topic that this user function publishes to must take what is published", () => {
+  // GetStatistics consumes fraud-alerts, which Observe publishes as FraudAlert; it takes GetStatisticsRequest.
+  assert.throws(
+    () => plan({ GetStatistics: { in: { source: { case: "topic", value: "fraud-alerts" } } } }),
+    /no matching method: com\.example\.fraud\.FraudMonitor\.Observe publishes com\.example\.fraud\.FraudAlert to topic "fraud-alerts", but com\.example\.fraud\.FraudMonitor .* has no method taking it/,
+  );
+});
+
 test("a consumer group belongs to one service", () => {
   // The account entity subscribing to its own log under the monitor's group name.
   const files = filesOf(file_com_example_fraud_account);

@@ -77,5 +77,30 @@ export function planEventing(model: UserFunctionModel): EventingPlan {
       }
     }
   }
+  checkTopicTypes(model, subscriptions.values());
   return { subscriptions: [...subscriptions.values()], topics };
+}
+
+/**
+ * A topic fed by a method of this user function carries that method's output type: a subscriber
+ * with no method for it (and none taking Any) would skip every message, so it is a discovery
+ * error. (What an event log or an outside publisher sends cannot be known here: such messages
+ * that match no method are skipped at run time, counted and logged.)
+ */
+function checkTopicTypes(model: UserFunctionModel, subscriptions: Iterable<Subscription>): void {
+  for (const sub of subscriptions) {
+    if (sub.kind !== "topic" || sub.anyMethod !== undefined) continue;
+    for (const service of model.services.values()) {
+      for (const method of service.methods.values()) {
+        if (method.eventing?.out?.topic !== sub.name || method.outputIsAny) continue;
+        const type = method.desc.output.typeName;
+        if (!sub.byType.has(type)) {
+          const takes = [...sub.byType.keys()].join(", ");
+          throw new DiscoveryError(
+            `no matching method: ${service.name}.${method.name} publishes ${type} to topic "${sub.name}", but ${sub.service.name} (consumer group "${sub.group}") has no method taking it (it takes ${takes}); add one, or one taking google.protobuf.Any`,
+          );
+        }
+      }
+    }
+  }
 }
