@@ -11,7 +11,9 @@ import { status, type ServiceError } from "@grpc/grpc-js";
 import { CartClient } from "./support/cart-client.js";
 import { assertContiguous } from "./support/journal.js";
 import { createDatabase, readPostgresJournal } from "./support/postgres-journal.js";
-import { pollUntil, startProxyProcess, startRawUserFunctionProcess, stopAll, type TrackedProcess } from "./support/processes.js";
+import { freePort, pollUntil, startExampleUserFunctionProcess, startProxyProcess, startRawUserFunctionProcess, stopAll, type TrackedProcess } from "./support/processes.js";
+import { cartScript, counted, differences, expectedView, readView, runScript } from "./support/cart-projection.js";
+import { eventually, GrpcClient } from "./support/grpc-client.js";
 import { startRawCartUserFunction, type RawUserFunction } from "./fixtures/raw-cart-user-function.js";
 import { startTestPostgres, type TestPostgres } from "../packages/proxy/src/store/postgres/test-server.js";
 
@@ -331,6 +333,59 @@ describe("durability on the PostgreSQL store (proxy and user function as process
     assert.equal(journaledTotal, ackTotal(load), "the journal holds exactly the acknowledged writes");
     for (const p of [a, b]) p.kill("SIGTERM");
     assert.deepEqual(await Promise.all([a.exited, b.exited]), [0, 0]);
+  });
+
+  test("two proxies on one PostgreSQL with an event-log projection: one consumes at a time; after a kill -9 of it, the other takes over and the view is exact", { timeout: 90_000 }, async (t) => {
+    const url = await freshDatabase();
+    const uf = await startExampleUserFunctionProcess("shopping-cart");
+    const metricsPorts = [await freePort(), await freePort()];
+    const start = (metricsPort: number) =>
+      startProxyProcess({
+        ufPort: uf.port,
+        store: url,
+        extraArgs: ["--metrics-port", String(metricsPort)],
+        // A short lease so that the take-over happens within the test; few messages at a time so
+        // that the kill lands mid-consumption.
+        env: { CLOUDSTATE_EVENTING_LEASE_MS: "1500", CLOUDSTATE_EVENTING_MAX_IN_FLIGHT: "4" },
+      });
+    const proxies = await Promise.all(metricsPorts.map(start));
+    const delivered = async (metricsPort: number) => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return Number(/cloudstate_eventing_messages_total\{group="com\.example\.shoppingcart\.CartEvents",source="event-log:shopping-cart",outcome="delivered"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const script = cartScript(300, 10, "pg");
+    const expected = expectedView(script);
+    // Each cart is written through one proxy (a worker runs a cart's commands in order).
+    const writers = Array.from({ length: 16 }, (_, i) => new GrpcClient(proxies[i % 2]!.port));
+    await runScript(writers, script);
+    for (const w of writers) w.close();
+    await eventually(async () => (await delivered(metricsPorts[0]!)) + (await delivered(metricsPorts[1]!)) >= 300, () => "the projection to make progress", 30_000);
+    const counts = [await delivered(metricsPorts[0]!), await delivered(metricsPorts[1]!)];
+    t.diagnostic(`delivered before the kill: ${counts.join(" / ")}`);
+    assert.equal(counts.filter((n) => n > 0).length, 1, `one consumer per (source, group): only one proxy delivers (${counts.join(" / ")})`);
+    const active = counts[0]! > 0 ? 0 : 1;
+    const survivor = 1 - active;
+    proxies[active]!.kill("SIGKILL");
+    await proxies[active]!.exited;
+    const client = new GrpcClient(proxies[survivor]!.port);
+    try {
+      const before = counted(await readView(client));
+      assert.ok(before < 3_000n, `the kill must land mid-consumption (${before} counted)`);
+      let view = await readView(client);
+      await eventually(
+        async () => differences((view = await readView(client)), expected).length === 0,
+        () => `the view to match after the take-over (counted ${counted(view)} of 3000):\n${differences(view, expected).slice(0, 5).join("\n")}`,
+        60_000,
+      );
+      const tookOver = await delivered(metricsPorts[survivor]!);
+      t.diagnostic(`the survivor delivered ${tookOver} events after the take-over (${before} were counted at the kill)`);
+      assert.ok(tookOver >= 3_000 - Number(before), "the survivor delivered every event not yet counted");
+    } finally {
+      client.close();
+    }
+    proxies[survivor]!.kill("SIGTERM");
+    assert.equal(await proxies[survivor]!.exited, 0);
+    uf.kill("SIGTERM");
   });
 
   test("kill -9 of the user function under load: callers get UNAVAILABLE, the proxy serves again once it is back, nothing acknowledged is lost", { timeout: 60_000 }, async (t) => {
