@@ -310,7 +310,8 @@ function summarize(
     `cloudstate proxy ready on ${host}:${port} (gRPC), user function at ${config.userFunctionHost}:${config.userFunctionPort}, store ${store}`,
   ];
   for (const s of model.services.values()) {
-    lines.push(`  ${s.name}  ${s.entityType}  persistence id "${s.persistenceId}"  passivation ${s.passivationTimeoutMs} ms`);
+    // Actions keep no state: no persistence id, no passivation.
+    lines.push(s.kind === "action" ? `  ${s.name}  ${s.entityType}` : `  ${s.name}  ${s.entityType}  persistence id "${s.persistenceId}"  passivation ${s.passivationTimeoutMs} ms`);
     for (const m of s.methods.values()) lines.push(`    grpc ${host}:${port} ${m.path}`);
     for (const r of routes.routes) if (r.service === s && !r.isDefault) lines.push(`    http ${r.httpMethod} http://${host}:${port}${r.template.text}`);
   }
