@@ -16,7 +16,7 @@ import { counterEntity } from "../packages/sdk/src/testdata/counter.js";
 import { eventSubscriber, tallyEntity } from "../packages/sdk/src/testdata/eventing.js";
 import { Counter } from "../packages/sdk/src/testdata/gen/sdktest/counter_pb.js";
 import { AddedSchema } from "../packages/sdk/src/testdata/gen/sdktest/domain_pb.js";
-import { SummarySchema } from "../packages/sdk/src/testdata/gen/sdktest/eventing_pb.js";
+import { EventSubscriber, SummarySchema } from "../packages/sdk/src/testdata/gen/sdktest/eventing_pb.js";
 import { eventually, GrpcClient } from "./support/grpc-client.js";
 import { startTestProxy } from "./support/proxy.js";
 
@@ -198,6 +198,17 @@ describe("eventing through the proxy", () => {
     const group = `group="sdktest-group",source="topic:inbox"`;
     assert.equal(await metric(new RegExp(`cloudstate_eventing_dead_letters_total\\{${group}\\} (\\d+)`)), 1);
     assert.equal(await metric(new RegExp(`cloudstate_eventing_messages_total\\{${group},outcome="retry"\\} (\\d+)`)), MAX_ATTEMPTS);
+  });
+
+  test("a client's call of a method with an out topic publishes its reply before the client gets it", async () => {
+    const start = await head("counter-summaries");
+    const reply = await client.unary(EventSubscriber.method.onAdded, { amount: 9 });
+    assert.equal(reply.text, "+9 [direct]");
+    const [published, ...more] = await page("counter-summaries", start);
+    assert.deepEqual(more, [], "one message");
+    assert.equal(summaryOf(published!), "+9 [direct]");
+    assert.match(published!.id, /^[0-9a-f-]{36}$/, "a fresh id for a client's call");
+    assert.equal(published!.subject, undefined, "an action has no entity: no subject");
   });
 
   test("publishing the same (source, id) again stores it once", async () => {

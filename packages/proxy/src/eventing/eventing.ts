@@ -7,6 +7,7 @@ import { AnySchema } from "@bufbuild/protobuf/wkt";
 import type { MethodModel, ServiceModel, UserFunctionModel } from "../discovery/service-model.js";
 import type { Dispatcher, PublishCause, Reply } from "../effects/dispatcher.js";
 import type { Store, TopicPublish } from "../store/store.js";
+import { Code, ProxyError } from "../errors.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { ProxyMetrics } from "../telemetry/metrics.js";
 import { cloudEventMetadata, dataOfAny, protobufFromJson, TypeUrls, type AnyPayload } from "./cloudevents.js";
@@ -184,20 +185,26 @@ export class Eventing {
       reply.any ?? (method.outputIsAny ? fromBinary(AnySchema, reply.payload) : { typeUrl: method.outputTypeUrl, value: reply.payload });
     const { type, contentType, data } = dataOfAny(any);
     const delivery = cause.kind === "delivery" ? cause.delivery : undefined;
-    await this.publish([
-      {
-        topic,
-        // From a delivery, the id is derived from the consumed message: a redelivery after a crash
-        // publishes the same (topic, source, id), which the broker stores once.
-        id: cause.kind === "delivery" ? cause.messageKey : randomUUID(),
-        source: service.name,
-        type,
-        subject: cause.kind === "call" ? cause.entityId : (subjectOf(delivery?.metadata) ?? ""),
-        contentType,
-        time: Date.now(),
-        data,
-      },
-    ]);
+    try {
+      await this.publish([
+        {
+          topic,
+          // From a delivery, the id is derived from the consumed message: a redelivery after a crash
+          // publishes the same (topic, source, id), which the broker stores once.
+          id: cause.kind === "delivery" ? cause.messageKey : randomUUID(),
+          source: service.name,
+          type,
+          subject: cause.kind === "call" ? cause.entityId : (subjectOf(delivery?.metadata) ?? ""),
+          contentType,
+          time: Date.now(),
+          data,
+        },
+      ]);
+    } catch (e) {
+      // The command's state change stands; its reply is not published. A delivery is retried (and
+      // publishes the same message id again); a client learns it should retry.
+      throw new ProxyError(Code.UNAVAILABLE, `the reply of ${service.name}.${method.name} could not be published to topic "${topic}": ${(e as Error).message}`, { cause: e });
+    }
   }
 }
 
