@@ -12,11 +12,12 @@ import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { serve, type UserFunctionServer } from "@cloudstate-ts/sdk";
 import type { RunningProxy } from "../packages/proxy/src/index.js";
+import type { DeadLetter } from "../packages/proxy/src/store/store.js";
 import { counterEntity } from "../packages/sdk/src/testdata/counter.js";
 import { eventSubscriber, tallyEntity } from "../packages/sdk/src/testdata/eventing.js";
 import { Counter } from "../packages/sdk/src/testdata/gen/sdktest/counter_pb.js";
 import { AddedSchema } from "../packages/sdk/src/testdata/gen/sdktest/domain_pb.js";
-import { EventSubscriber, SummarySchema } from "../packages/sdk/src/testdata/gen/sdktest/eventing_pb.js";
+import { EventSubscriber, SummarySchema, Tally } from "../packages/sdk/src/testdata/gen/sdktest/eventing_pb.js";
 import { eventually, GrpcClient } from "./support/grpc-client.js";
 import { startTestProxy } from "./support/proxy.js";
 
@@ -179,7 +180,25 @@ describe("eventing through the proxy", () => {
     assert.ok(poison, "the JSON that does not fit is a dead letter");
     assert.equal(poison.source, "topic:observations");
     assert.match(poison.error, /does not fit sdktest\.Observation/);
-    assert.equal(poison.attempts, MAX_ATTEMPTS);
+    assert.equal(poison.attempts, 1, "no retries: it would never fit");
+  });
+
+  test("an entity's subscriber method taking Any is addressed by the message's subject", async () => {
+    const json = (amount: number, subject: string) => publish("raw-observations", JSON.stringify({ amount }), ce("sdktest.Observation", "application/json", { "ce-subject": subject }));
+    assert.equal((await json(3, "t9")).status, 200);
+    assert.equal((await json(4, "t9")).status, 200);
+    assert.equal((await json(10, "t10")).status, 200);
+    await eventually(async () => (await client.unary(Tally.method.get, { counterId: "t9" })).value === 7, () => "tally t9 to reach 7");
+    assert.equal((await client.unary(Tally.method.get, { counterId: "t10" })).value, 10);
+    // A message without a subject cannot address an entity: it is set aside, the stream goes on.
+    const orphan = ce("sdktest.Observation", "application/json");
+    assert.equal((await publish("raw-observations", JSON.stringify({ amount: 1 }), orphan)).status, 200);
+    assert.equal((await json(1, "t10")).status, 200);
+    await eventually(async () => (await client.unary(Tally.method.get, { counterId: "t10" })).value === 11, () => "tally t10 to reach 11");
+    let letter: DeadLetter | undefined;
+    await eventually(async () => (letter = (await proxy.store.deadLetters.list(50)).find((l) => l.messageId === orphan["ce-id"])) !== undefined, () => "the dead letter");
+    assert.match(letter!.error, /no entity id/);
+    assert.equal(letter!.attempts, 1, "no retries: it can never address an entity");
   });
 
   test("a subscriber that keeps failing is retried, then its message becomes a dead letter, and the next message is delivered", async () => {

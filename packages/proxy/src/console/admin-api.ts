@@ -1,12 +1,14 @@
 // The console's JSON API (/console/api/…): what the user function serves, an example body and a
 // call per method, the entities of each service and their state (journals decoded with the user's
-// descriptors), and per-second command counts and latencies for the charts.
+// descriptors), per-second command counts and latencies for the charts, the eventing consumers and
+// topics, and the dead letters (decoded for people, dismissed one by one).
 import { fromBinary, fromJson, toBinary, toJson, ScalarType, type DescField, type DescMessage, type JsonObject, type JsonValue, type Registry } from "@bufbuild/protobuf";
 import { ProxyError } from "../errors.js";
 import type { ServiceModel, UserFunctionModel } from "../discovery/service-model.js";
 import type { Dispatcher } from "../effects/dispatcher.js";
 import type { EntityService } from "../entities/command.js";
-import type { StoredPayload, Store } from "../store/store.js";
+import type { ConsumerOffsets, ConsumerPosition, DeadLetter, StoredPayload, Store } from "../store/store.js";
+import { dataKind } from "../eventing/cloudevents.js";
 import type { Eventing } from "../eventing/eventing.js";
 
 /** An API answer: an HTTP status and a JSON body. */
@@ -98,6 +100,9 @@ export class AdminApi {
         if (id === null) return bad(400, "the entity id (id=…) is missing");
         return ok(await this.entity(this.service(query), id));
       }
+      if (method === "GET" && path === "/eventing") return ok(await this.eventing());
+      if (method === "GET" && path === "/dead-letters") return ok(await this.deadLetters(query));
+      if (method === "DELETE" && path === "/dead-letters") return await this.dismissDeadLetter(query);
       return bad(404, `no console API ${method} ${path}`);
     } catch (e) {
       if (e instanceof ApiError) return bad(e.status, e.message);
@@ -207,6 +212,128 @@ export class AdminApi {
         throw new ApiError(400, `${service.name} is an action: it has no entities`);
     }
   }
+
+  /** The consumers (with their committed offset, the source's head and the lag) and the topics. */
+  private async eventing(): Promise<unknown> {
+    const eventing = this.o.eventing;
+    if (eventing === undefined) return { broker: null, consumers: [], topics: [] };
+    const { store } = this.o;
+    const status = eventing.status();
+    const [infos, positions] = await Promise.all([eventing.broker.topics(), positionsOf([store.offsets, eventing.broker.offsets])]);
+    const topicHeads = new Map(infos.map((t) => [t.topic, t]));
+    const consumers = await Promise.all(
+      status.consumers.map(async (c) => {
+        const eventLog = c.source.startsWith(EVENT_LOG) ? c.source.slice(EVENT_LOG.length) : undefined;
+        const head =
+          eventLog !== undefined
+            ? await store.journal.eventLogHead(eventLog)
+            : c.source.startsWith(TOPIC)
+              ? (topicHeads.get(c.source.slice(TOPIC.length))?.head ?? 0)
+              : c.read;
+        // Another proxy may hold the lease: then the stored position is the one that moves.
+        const committed = Math.max(c.committed, positions.get(`${c.group}\u0000${c.source}`) ?? 0);
+        return {
+          service: c.service,
+          group: c.group,
+          source: c.source,
+          active: c.active,
+          committed,
+          read: c.read,
+          head,
+          lag: Math.max(0, head - committed),
+          inFlight: c.inFlight,
+          delivered: c.delivered,
+          deadLetters: c.deadLetters,
+        };
+      }),
+    );
+    const topics = [...eventing.topics].sort().map((topic) => ({ topic, messages: topicHeads.get(topic)?.messages ?? 0, head: topicHeads.get(topic)?.head ?? 0 }));
+    return { broker: status.broker, consumers, topics };
+  }
+
+  private async deadLetters(query: URLSearchParams): Promise<unknown> {
+    const given = query.get("limit");
+    let limit = DEAD_LETTERS_DEFAULT;
+    if (given !== null) {
+      if (!/^\d+$/.test(given) || Number(given) < 1) throw new ApiError(400, `limit must be a positive integer, not "${given}"`);
+      limit = Math.min(Number(given), DEAD_LETTERS_MAX);
+    }
+    const [count, letters] = await Promise.all([this.o.store.deadLetters.count(), this.o.store.deadLetters.list(limit)]);
+    const registry = this.o.model.registry;
+    return { count, deadLetters: letters.map((l) => deadLetterJson(l, registry)) };
+  }
+
+  private async dismissDeadLetter(query: URLSearchParams): Promise<ApiResult> {
+    const given = query.get("id");
+    if (given === null) return bad(400, "the dead letter's id (id=…) is missing");
+    const id = Number(given);
+    if (!/^\d+$/.test(given) || !Number.isSafeInteger(id) || id < 1) return bad(400, `a dead letter's id is a positive integer, not "${given}"`);
+    if (!(await this.o.store.deadLetters.remove(id))) return bad(404, `no dead letter ${id}`);
+    return ok({ removed: id });
+  }
+}
+
+const EVENT_LOG = "event-log:";
+const TOPIC = "topic:";
+const DEAD_LETTERS_DEFAULT = 50;
+const DEAD_LETTERS_MAX = 500;
+
+/** The stored positions of every (group, source), from each distinct offsets store. */
+async function positionsOf(stores: readonly ConsumerOffsets[]): Promise<Map<string, number>> {
+  const lists: ConsumerPosition[][] = await Promise.all([...new Set(stores)].map((s) => s.list()));
+  return new Map(lists.flat().map((p) => [`${p.group}\u0000${p.source}`, p.offset]));
+}
+
+/** How a dead letter's data is shown: JSON as JSON, text as a string, known protobuf as its JSON, else base64. */
+export type DeadLetterData = { format: "json" | "text" | "protobuf"; data: JsonValue } | { format: "base64"; data: { base64: string } };
+
+export function deadLetterJson(l: DeadLetter, registry: Registry): unknown {
+  const { format, data } = decodeData(l.type, l.contentType, l.data, registry);
+  return {
+    id: l.id,
+    group: l.group,
+    source: l.source,
+    offset: l.offset,
+    messageId: l.messageId,
+    type: l.type,
+    subject: l.subject,
+    contentType: l.contentType,
+    attempts: l.attempts,
+    error: l.error,
+    time: new Date(l.time).toISOString(),
+    dataFormat: format,
+    data,
+  };
+}
+
+export function decodeData(type: string, contentType: string, bytes: Uint8Array, registry: Registry): DeadLetterData {
+  const kind = dataKind(contentType);
+  if (kind === "json" || kind === "text") {
+    let text: string | undefined;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      // Not UTF-8: shown as base64 below.
+    }
+    if (text !== undefined && kind === "json") {
+      try {
+        return { format: "json", data: JSON.parse(text) as JsonValue };
+      } catch {
+        // Not JSON after all: shown as the text it is.
+      }
+    }
+    if (text !== undefined) return { format: "text", data: text };
+  } else if (kind === "protobuf") {
+    const desc = registry.getMessage(type);
+    if (desc !== undefined) {
+      try {
+        return { format: "protobuf", data: toJson(desc, fromBinary(desc, bytes), { registry }) };
+      } catch {
+        // Not a valid message of that type: shown as base64 below.
+      }
+    }
+  }
+  return { format: "base64", data: { base64: Buffer.from(bytes).toString("base64") } };
 }
 
 class ApiError extends Error {

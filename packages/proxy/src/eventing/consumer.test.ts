@@ -191,6 +191,7 @@ describe("eventing consumer", () => {
     await c.stop(1_000);
     assert.equal(calls, 2);
     assert.equal(dead.letters[0]!.error, "bad JSON");
+    assert.equal(dead.letters[0]!.attempts, 1, "one attempt");
   });
 
   test("never commits past a message still in progress, and what was not committed is delivered again", async () => {

@@ -239,8 +239,10 @@ export class Consumer {
     const signal = this.aborter.signal;
     const halted = this.halt.signal;
     let lastError = "";
+    let attempts = 0;
     for (let attempt = 1; attempt <= this.settings.maxAttempts; attempt++) {
       if (halted.aborted) return;
+      attempts = attempt;
       try {
         const outcome = await this.deliver(message, signal);
         this.finish(tracked, outcome);
@@ -257,10 +259,10 @@ export class Consumer {
       }
     }
     if (halted.aborted) return;
-    await this.deadLetter(tracked, lastError);
+    await this.deadLetter(tracked, lastError, attempts);
   }
 
-  private async deadLetter(tracked: Tracked, error: string): Promise<void> {
+  private async deadLetter(tracked: Tracked, error: string, attempts: number): Promise<void> {
     const { message } = tracked;
     // Setting a message aside must not lose it: keep trying until it is stored (or we stop).
     for (;;) {
@@ -274,7 +276,7 @@ export class Consumer {
           subject: message.subject,
           contentType: message.contentType,
           data: message.data,
-          attempts: this.settings.maxAttempts,
+          attempts,
           // Stores refuse NUL in text; an error message is only for people.
           error: error.replaceAll("\0", "\\0"),
           time: Date.now(),

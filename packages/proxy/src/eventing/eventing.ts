@@ -141,18 +141,24 @@ export class Eventing {
       }
       return "unmatched";
     }
-    await this.o.dispatcher.deliver(
-      {
-        service: subscription.service,
-        method: route.method,
-        payload: route.payload,
-        typeUrl: route.typeUrl,
-        entityId: message.subject,
-        metadata: cloudEventMetadata(message),
-        signal,
-      },
-      `${subscription.group}:${subscription.sourceId}:${message.id}`,
-    );
+    try {
+      await this.o.dispatcher.deliver(
+        {
+          service: subscription.service,
+          method: route.method,
+          payload: route.payload,
+          typeUrl: route.typeUrl,
+          entityId: message.subject,
+          metadata: cloudEventMetadata(message),
+          signal,
+        },
+        `${subscription.group}:${subscription.sourceId}:${message.id}`,
+      );
+    } catch (e) {
+      // A message that cannot address an entity (no key value, no subject) never will: no retries.
+      if (e instanceof ProxyError && e.code === Code.INVALID_ARGUMENT) throw new PoisonMessageError(e.message);
+      throw e;
+    }
     return "delivered";
   }
 

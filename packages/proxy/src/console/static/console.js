@@ -189,10 +189,127 @@
     }
   }
 
+  // Eventing and dead letters: re-rendered only when they changed, so that a button does not move under the pointer.
+  const shown = { eventing: "", deadLetters: "" };
+  let eventingBusy = false;
+
+  function cells(row, values) {
+    for (const v of values) row.append(v instanceof Node ? el("td", {}, v) : el("td", {}, String(v)));
+    return row;
+  }
+
+  function renderEventing(e) {
+    const key = JSON.stringify(e);
+    if (key === shown.eventing) return;
+    shown.eventing = key;
+    const any = e.consumers.length > 0 || e.topics.length > 0;
+    $("eventing-none").hidden = any;
+    $("eventing-view").hidden = !any;
+    $("eventing-broker").textContent = e.broker ? `(broker: ${e.broker})` : "";
+    const consumers = $("consumers").tBodies[0];
+    consumers.replaceChildren();
+    for (const c of e.consumers) {
+      consumers.append(cells(el("tr", { class: "consumer", "data-source": c.source }), [
+        `${c.source} → ${c.service}`,
+        c.group,
+        `${c.committed} / ${c.head}`,
+        el("span", { class: c.lag > 0 ? "lag" : "" }, String(c.lag)),
+        c.inFlight,
+        c.delivered,
+        el("span", { class: c.deadLetters > 0 ? "dead" : "" }, String(c.deadLetters)),
+        el("span", { class: c.active ? "active" : "meta" }, c.active ? "● active" : "standby"),
+      ]));
+    }
+    if (e.consumers.length === 0) consumers.append(el("tr", {}, el("td", { colspan: "8" }, "(no consumers)")));
+    const topics = $("topics").tBodies[0];
+    topics.replaceChildren();
+    for (const t of e.topics) topics.append(cells(el("tr", { class: "topic", "data-topic": t.topic }), [t.topic, t.messages, t.head]));
+    if (e.topics.length === 0) topics.append(el("tr", {}, el("td", { colspan: "3" }, "(no topics)")));
+  }
+
+  function deadLetterData(d) {
+    if (d.dataFormat === "text") return el("pre", {}, d.data);
+    if (d.dataFormat === "base64") return el("pre", {}, `${d.data.base64} (base64, ${d.contentType})`);
+    return el("pre", {}, JSON.stringify(d.data, null, 2));
+  }
+
+  function renderDeadLetters({ count, deadLetters }, eventing) {
+    const key = JSON.stringify([count, deadLetters.map((d) => d.id)]);
+    // No eventing and nothing set aside: nothing to show.
+    $("dead-letters-panel").hidden = count === 0 && !eventing;
+    if (key === shown.deadLetters) return;
+    shown.deadLetters = key;
+    $("dead-letters-count").textContent = count > deadLetters.length ? `(${count}, the newest ${deadLetters.length} shown)` : `(${count})`;
+    const body = $("dead-letters").tBodies[0];
+    body.replaceChildren();
+    for (const d of deadLetters) {
+      const dismiss = el("button", { type: "button", class: "dismiss", "data-dead-letter": String(d.id), title: "delete this dead letter (you dealt with it)", onclick: () => dismissDeadLetter(d.id, dismiss) }, "dismiss");
+      body.append(cells(el("tr", { class: "dead-letter", "data-id": String(d.id) }), [
+        new Date(d.time).toLocaleString(),
+        d.source,
+        d.group,
+        d.offset,
+        el("span", { title: d.contentType }, d.type),
+        d.subject || "—",
+        d.attempts,
+        el("span", { class: "error-text" }, d.error),
+        deadLetterData(d),
+        dismiss,
+      ]));
+    }
+    if (deadLetters.length === 0) body.append(el("tr", {}, el("td", { colspan: "10" }, "(none)")));
+  }
+
+  async function dismissDeadLetter(id, button) {
+    button.disabled = true;
+    try {
+      await api(`/dead-letters?id=${encodeURIComponent(id)}`, { method: "DELETE" });
+      button.closest("tr").remove();
+    } catch (e) {
+      status(e.message);
+      button.disabled = false;
+    }
+    refreshEventing(true);
+  }
+
+  // A refresh asked for while one runs (after a dismiss) runs once it is done; an answer read
+  // before a dismiss is dropped, so that the dismissed letter does not come back for a second.
+  let eventingAgain = false;
+  let eventingGeneration = 0;
+
+  async function refreshEventing(changed = false) {
+    if (changed) eventingGeneration++;
+    if (eventingBusy) {
+      eventingAgain ||= changed;
+      return;
+    }
+    eventingBusy = true;
+    const generation = eventingGeneration;
+    try {
+      const [eventing, deadLetters] = await Promise.all([api("/eventing"), api("/dead-letters")]);
+      if (generation === eventingGeneration) {
+        renderEventing(eventing);
+        renderDeadLetters(deadLetters, eventing.consumers.length > 0 || eventing.topics.length > 0);
+      }
+    } catch (e) {
+      status(e.message);
+    } finally {
+      eventingBusy = false;
+    }
+    if (eventingAgain || generation !== eventingGeneration) {
+      eventingAgain = false;
+      refreshEventing();
+    }
+  }
+
   $("call-form").addEventListener("submit", submitCall);
   $("entity-service").addEventListener("change", loadEntities);
   $("entities-refresh").addEventListener("click", loadEntities);
   loadServices().then(() => status("")).catch((e) => status(e.message));
-  refreshCharts();
-  setInterval(refreshCharts, 1000);
+  const refresh = () => {
+    refreshCharts();
+    refreshEventing();
+  };
+  refresh();
+  setInterval(refresh, 1000);
 })();
