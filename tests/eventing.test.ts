@@ -249,7 +249,7 @@ describe("eventing through the proxy", () => {
       ["protobuf of an unknown type", publish("inbox", new Uint8Array([8, 1]), ce("no.Such", "application/protobuf")), 400, /ce-type "no\.Such" is not a message type/],
       ["protobuf that does not decode", publish("inbox", new Uint8Array([0x0a, 0x05, 1]), ce("sdktest.domain.Added", "application/protobuf")), 400, /not a valid sdktest\.domain\.Added/],
       ["a bad time", publish("inbox", "x", ce("t", "text/plain", { "ce-time": "yesterday" })), 400, /not an RFC 3339 timestamp/],
-      ["too large", publish("inbox", new Uint8Array(65 * 1024), ce("t", "application/octet-stream")), 413, /larger than 65536 bytes/],
+      ["too large", publish("inbox", new Uint8Array(65 * 1024), ce("t", "application/octet-stream")), 413, /larger than the limit of 65536 bytes/],
       ["an empty batch", publish("inbox", "[]", { "content-type": "application/cloudevents-batch+json" }), 400, /non-empty JSON array/],
     ];
     for (const [what, answer, status, message] of cases) {

@@ -3,7 +3,7 @@
 // descriptors), per-second command counts and latencies for the charts, the eventing consumers and
 // topics, and the dead letters (decoded for people, dismissed one by one).
 import { fromBinary, fromJson, toBinary, toJson, ScalarType, type DescField, type DescMessage, type JsonObject, type JsonValue, type Registry } from "@bufbuild/protobuf";
-import { ProxyError } from "../errors.js";
+import { Code, ProxyError } from "../errors.js";
 import type { ServiceModel, UserFunctionModel } from "../discovery/service-model.js";
 import type { Dispatcher } from "../effects/dispatcher.js";
 import type { EntityService } from "../entities/command.js";
@@ -107,7 +107,8 @@ export class AdminApi {
     } catch (e) {
       if (e instanceof ApiError) return bad(e.status, e.message);
       const err = ProxyError.from(e);
-      return { status: 500, body: { error: { code: err.codeName, message: err.message } } };
+      // A body over the size limit is the caller's to fix (413); anything else is ours (500).
+      return { status: err.code === Code.RESOURCE_EXHAUSTED ? 413 : 500, body: { error: { code: err.codeName, message: err.message } } };
     }
   }
 

@@ -5,6 +5,7 @@ import { timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type * as http from "node:http";
 import type { AdminApi } from "./admin-api.js";
+import { readBody } from "../ingress/http/http-handler.js";
 
 const STATIC: Record<string, string> = {
   "index.html": "text/html; charset=utf-8",
@@ -81,20 +82,4 @@ function isLoopback(address: string | undefined): boolean {
 function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers }).end(text);
-}
-
-function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new Error(`the request is larger than ${limit} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
 }

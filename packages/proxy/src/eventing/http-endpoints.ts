@@ -12,6 +12,8 @@ import type { TopicMessage, TopicPublish } from "../store/store.js";
 import type { Logger } from "../telemetry/logger.js";
 import { dataKind, SPEC_VERSION, structured } from "./cloudevents.js";
 import type { Eventing } from "./eventing.js";
+import { Code, ProxyError } from "../errors.js";
+import { readBody } from "../ingress/http/http-handler.js";
 
 export const EVENTING_PREFIX = "/eventing/";
 
@@ -92,7 +94,9 @@ export class EventingEndpoints {
   }
 
   private async publish(topic: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const body = await readBody(req, this.o.maxBodyBytes);
+    const body = await readBody(req, this.o.maxBodyBytes).catch((e: unknown) => {
+      throw e instanceof ProxyError && e.code === Code.RESOURCE_EXHAUSTED ? new BadRequest(e.message, 413) : e;
+    });
     const contentType = (req.headers["content-type"] ?? "application/octet-stream").toLowerCase();
     const media = contentType.split(";")[0]!.trim();
     let messages: TopicPublish[];
@@ -278,20 +282,4 @@ function error(code: string, message: string) {
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers }).end(JSON.stringify(body));
-}
-
-function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new BadRequest(`the request is larger than ${limit} bytes`, 413));
-        req.resume();
-      } else chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
 }
