@@ -278,6 +278,22 @@ describe("eventing through the proxy", () => {
     assert.equal((JSON.parse(got.at(-1)!.data) as CloudEventJson).data, "LIVE");
   });
 
+  test("topic retention deletes old messages and keeps the head", { timeout: 20_000 }, async () => {
+    const short = await startTestProxy(server.port, { store: "memory", topicRetentionMs: 300 });
+    try {
+      const url = `http://127.0.0.1:${short.port}/eventing/topics`;
+      const res = await fetch(`${url}/inbox`, { method: "POST", headers: ce("t", "text/plain"), body: "old" });
+      const { offset } = (await res.json()) as { offset: string };
+      const count = async () => ((await (await fetch(url)).json()) as { topics: { topic: string; messages: number; head: string }[] }).topics.find((t) => t.topic === "inbox")!;
+      assert.equal((await count()).messages, 1);
+      // The retention pass runs every second at most.
+      await eventually(async () => (await count()).messages === 0, () => "the old message to be deleted", 5_000);
+      assert.equal((await count()).head, offset, "the head stays: offsets are never reused");
+    } finally {
+      await short.stop();
+    }
+  });
+
   test("with a token, the eventing endpoints need it", async () => {
     const guarded = await startTestProxy(server.port, { store: "memory", eventingToken: "s3cret" });
     try {
