@@ -7,7 +7,7 @@ export interface ModelCall {
   readonly service: string;
   /** The method as in the proto, e.g. "Call". */
   readonly method: string;
-  /** ActionTwo's request id. */
+  /** ActionTwo's request id; the value of the EventingEvent EventingTckModel.ConsumeEvent consumed. */
   readonly id?: string;
   readonly metadata: readonly [string, MetadataValue][];
 }

@@ -23,9 +23,12 @@ const EXPECTED: Record<string, [string, string | undefined, number | undefined]>
   "cloudstate.tck.model.crdt.CrdtTckModel": [CRDT, "crdt-tck-model", undefined],
   "cloudstate.tck.model.crdt.CrdtTwo": [CRDT, "crdt-tck-model-2", undefined],
   "cloudstate.tck.model.crdt.CrdtConfigured": [CRDT, "crdt-configured", 100],
+  "cloudstate.tck.model.eventing.EventSourcedEventingSource": [EVENT_SOURCED, "eventing-tck-source", undefined],
+  "cloudstate.tck.model.eventing.EventingTwo": [VALUE_ENTITY, "eventing-tck-two", undefined],
   // Actions store nothing: their persistence id is not checked.
   "cloudstate.tck.model.action.ActionTckModel": [ACTION, undefined, undefined],
   "cloudstate.tck.model.action.ActionTwo": [ACTION, undefined, undefined],
+  "cloudstate.tck.model.eventing.EventingTckModel": [ACTION, undefined, undefined],
 };
 
 const ENTITY_KEY = 1080;
@@ -82,7 +85,7 @@ describe("direction (a) — discovery", () => {
 
   test("discovery: the entities' request messages keep the entity_key option on their id field", () => {
     const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, spec.proto));
-    for (const typeName of ["cloudstate.tck.model.eventsourced.Request", "cloudstate.tck.model.valueentity.Request"]) {
+    for (const typeName of ["cloudstate.tck.model.eventsourced.Request", "cloudstate.tck.model.valueentity.Request", "cloudstate.tck.model.eventing.EmitRequest", "cloudstate.tck.model.eventing.RecordRequest"]) {
       const field = registry.getMessage(typeName)?.field["id"];
       assert.ok(field, `discovery: ${typeName}.id is missing from the descriptor set`);
       const options = field.proto.options;

@@ -20,6 +20,11 @@ export interface Reply {
    * Any (what its client gets), and this is the Any itself (what a topic gets).
    */
   readonly any?: { readonly typeUrl: string; readonly value: Uint8Array } | undefined;
+  /**
+   * The type URL of `payload` as the user function sent it: the output type of the method that
+   * answered (after a forward, the target's), for publishing to topics.
+   */
+  readonly typeUrl?: string | undefined;
 }
 
 /** A message from an eventing source, addressed to one subscriber method. */
@@ -191,7 +196,7 @@ export class Dispatcher {
         if (reply.payload !== undefined && typeUrl !== method.outputTypeUrl && method.outputIsAny) {
           return { payload: toBinary(AnySchema, reply.payload), metadata: reply.metadata, any: reply.payload };
         }
-        return { payload: reply.payload?.value ?? EMPTY, metadata: reply.metadata };
+        return { payload: reply.payload?.value ?? EMPTY, metadata: reply.metadata, typeUrl: typeUrl ?? method.outputTypeUrl };
       }
       case "forward": {
         const forward = action.value;

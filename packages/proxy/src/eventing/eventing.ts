@@ -15,6 +15,8 @@ import { Consumer, PoisonMessageError, type ConsumerSettings, type ConsumerStatu
 import { eventLogSource, StoreBroker, type Broker, type MessageSource, type SourceMessage } from "./sources.js";
 import type { EventingPlan, Subscription } from "./subscriptions.js";
 
+const ANY_TYPE_URL = "type.googleapis.com/google.protobuf.Any";
+
 export interface EventingSettings extends ConsumerSettings {
   /** Topic messages older than this are deleted; 0 keeps them forever. */
   readonly topicRetentionMs: number;
@@ -187,8 +189,9 @@ export class Eventing {
   private async publishReply(service: ServiceModel, method: MethodModel, reply: Reply, cause: PublishCause): Promise<void> {
     const topic = method.eventing?.out?.topic;
     if (topic === undefined) return;
-    const any: AnyPayload =
-      reply.any ?? (method.outputIsAny ? fromBinary(AnySchema, reply.payload) : { typeUrl: method.outputTypeUrl, value: reply.payload });
+    // The type of what was answered: after a forward, the target's output type.
+    const typeUrl = reply.typeUrl ?? method.outputTypeUrl;
+    const any: AnyPayload = reply.any ?? (typeUrl === ANY_TYPE_URL ? fromBinary(AnySchema, reply.payload) : { typeUrl, value: reply.payload });
     const { type, contentType, data } = dataOfAny(any);
     const delivery = cause.kind === "delivery" ? cause.delivery : undefined;
     try {
