@@ -15,7 +15,6 @@ export interface ProductView {
   quantityAdded: bigint;
   timesAdded: bigint;
   timesRemoved: bigint;
-  carts: bigint;
 }
 
 const productId = (n: number) => `product-${String(n % PRODUCTS).padStart(2, "0")}`;
@@ -43,24 +42,18 @@ export function cartScript(carts: number, eventsPerCart = 10, prefix = "cart"): 
 /** The view the script must produce, per product id. */
 export function expectedView(script: readonly CartCommand[][]): Map<string, ProductView> {
   const view = new Map<string, ProductView>();
-  const cartsOf = new Map<string, Set<string>>();
-  for (let n = 0; n < PRODUCTS; n++) {
-    view.set(productId(n), { quantityAdded: 0n, timesAdded: 0n, timesRemoved: 0n, carts: 0n });
-    cartsOf.set(productId(n), new Set());
-  }
+  for (let n = 0; n < PRODUCTS; n++) view.set(productId(n), { quantityAdded: 0n, timesAdded: 0n, timesRemoved: 0n });
   for (const cart of script) {
     for (const command of cart) {
       const v = view.get(command.productId)!;
       if (command.kind === "add") {
         v.timesAdded++;
         v.quantityAdded += BigInt(command.quantity);
-        cartsOf.get(command.productId)!.add(command.cartId);
       } else {
         v.timesRemoved++;
       }
     }
   }
-  for (const [id, carts] of cartsOf) view.get(id)!.carts = BigInt(carts.size);
   return view;
 }
 
@@ -88,7 +81,7 @@ export async function readView(client: GrpcClient): Promise<Map<string, ProductV
   await Promise.all(
     Array.from({ length: PRODUCTS }, async (_, n) => {
       const p = await client.unary(PopularProducts.method.getPopularity, { productId: productId(n) });
-      view.set(productId(n), { quantityAdded: p.quantityAdded, timesAdded: p.timesAdded, timesRemoved: p.timesRemoved, carts: p.carts });
+      view.set(productId(n), { quantityAdded: p.quantityAdded, timesAdded: p.timesAdded, timesRemoved: p.timesRemoved });
     }),
   );
   return view;
@@ -106,8 +99,8 @@ export function differences(actual: Map<string, ProductView>, expected: Map<stri
   const out: string[] = [];
   for (const [id, want] of expected) {
     const got = actual.get(id);
-    const show = (v: ProductView | undefined) => (v ? `added ${v.timesAdded}×/${v.quantityAdded} units, removed ${v.timesRemoved}×, ${v.carts} carts` : "none");
-    if (got === undefined || got.quantityAdded !== want.quantityAdded || got.timesAdded !== want.timesAdded || got.timesRemoved !== want.timesRemoved || got.carts !== want.carts) {
+    const show = (v: ProductView | undefined) => (v ? `added ${v.timesAdded}×/${v.quantityAdded} units, removed ${v.timesRemoved}×` : "none");
+    if (got === undefined || got.quantityAdded !== want.quantityAdded || got.timesAdded !== want.timesAdded || got.timesRemoved !== want.timesRemoved) {
       out.push(`${id}: got ${show(got)}, want ${show(want)}`);
     }
   }

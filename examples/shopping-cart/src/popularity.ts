@@ -5,9 +5,14 @@
 //
 // Delivery is at least once: after a crash the proxy delivers the events after its last committed
 // offset again. The view stays exact because it remembers, per cart, the offset (ce-id) of the last
-// event it counted: events of one cart arrive in journal order, so an offset not above it was counted.
+// event it counted: events of one cart arrive in journal order, so an offset not above it was
+// counted. It forgets the offsets at or below the consumer's committed offset (metadata
+// cloudstate-committed-offset): those events never come again, so the state stays small.
 import { create } from "@bufbuild/protobuf";
 import { action, valueEntity, type ActionContext } from "@cloudstate-ts/sdk";
+
+/** The metadata in which the proxy gives each delivery its consumer's committed offset. */
+const COMMITTED_OFFSET = "cloudstate-committed-offset";
 import { ProductPopularityStateSchema } from "./gen/com/example/shoppingcart/domain/domain_pb.js";
 import { CartEvents, PopularProducts, type CartEventSeen } from "./gen/com/example/shoppingcart/popularity_pb.js";
 
@@ -30,12 +35,13 @@ export const cartEvents = action({
 });
 
 /** Which cart journaled the event (ce-subject) and where it sits in the event log (ce-id). */
-function seen(ctx: ActionContext): Pick<CartEventSeen, "cartId" | "offset"> {
+function seen(ctx: ActionContext): Pick<CartEventSeen, "cartId" | "offset" | "committedOffset"> {
   const event = ctx.cloudEvent;
   if (event?.subject === undefined || !/^\d+$/.test(event.id)) {
     ctx.fail("CartEvents only takes events of the shopping-cart event log (with ce-subject and a numeric ce-id)");
   }
-  return { cartId: event.subject, offset: BigInt(event.id) };
+  const committed = ctx.metadata.get(COMMITTED_OFFSET);
+  return { cartId: event.subject, offset: BigInt(event.id), committedOffset: typeof committed === "string" && /^\d+$/.test(committed) ? BigInt(committed) : 0n };
 }
 
 export const popularProducts = valueEntity({
@@ -57,12 +63,16 @@ export const popularProducts = valueEntity({
         if (event.name !== "") state.name = event.name;
       }
       state.lastOffsetByCart[event.cartId] = event.offset;
+      // Events at or below the committed offset never come again: no need to recognise them.
+      for (const [cartId, offset] of Object.entries(state.lastOffsetByCart)) {
+        if (offset <= event.committedOffset) delete state.lastOffsetByCart[cartId];
+      }
       ctx.setState(state);
       return {};
     },
     getPopularity({ productId }, ctx) {
-      const { name, quantityAdded, timesAdded, timesRemoved, lastOffsetByCart } = ctx.state;
-      return { productId, name, quantityAdded, timesAdded, timesRemoved, carts: BigInt(Object.keys(lastOffsetByCart).length) };
+      const { name, quantityAdded, timesAdded, timesRemoved } = ctx.state;
+      return { productId, name, quantityAdded, timesAdded, timesRemoved };
     },
   },
 });

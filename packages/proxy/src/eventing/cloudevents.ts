@@ -33,8 +33,15 @@ export interface CloudEventAttributes {
   readonly time: number;
 }
 
-/** The binary-mode metadata of a delivered message. */
-export function cloudEventMetadata(event: CloudEventAttributes): Metadata {
+/**
+ * Metadata of a delivery (not a CloudEvent attribute: it is about the consumer, not the message):
+ * the consumer's committed offset. No message at or below it is ever delivered again, so a
+ * subscriber that remembers what it applied, to recognise redeliveries, may forget all of that.
+ */
+export const COMMITTED_OFFSET = "cloudstate-committed-offset";
+
+/** The binary-mode metadata of a delivered message, and the consumer's committed offset when given. */
+export function cloudEventMetadata(event: CloudEventAttributes, committed?: number): Metadata {
   const entries: [string, string][] = [
     ["ce-specversion", SPEC_VERSION],
     ["ce-id", event.id],
@@ -44,6 +51,7 @@ export function cloudEventMetadata(event: CloudEventAttributes): Metadata {
   if (event.subject !== "") entries.push(["ce-subject", event.subject]);
   if (event.time > 0) entries.push(["ce-time", new Date(event.time).toISOString()]);
   entries.push(["Content-Type", event.contentType]);
+  if (committed !== undefined) entries.push([COMMITTED_OFFSET, String(committed)]);
   return create(MetadataSchema, { entries: entries.map(([key, value]) => ({ key, value: { case: "stringValue" as const, value } })) });
 }
 

@@ -194,6 +194,27 @@ describe("eventing consumer", () => {
     assert.equal(dead.letters[0]!.attempts, 1, "one attempt");
   });
 
+  test("tells each delivery the committed offset, which only grows", async () => {
+    const source = new FakeSource();
+    source.add("a", 30);
+    const offsets = new FakeOffsets();
+    offsets.offset = 5;
+    const seen: [number, number][] = [];
+    const c = consumer(source, offsets, async (m, _signal, committed) => {
+      seen.push([m.offset, committed]);
+      await sleep(2);
+      return "delivered";
+    });
+    c.start();
+    await until(() => offsets.offset === 30, "the commit");
+    await c.stop(1_000);
+    assert.equal(seen[0]![0], 6, "resumes after the stored offset");
+    assert.equal(seen[0]![1], 5);
+    for (const [offset, committed] of seen) assert.ok(committed < offset, `${committed} < ${offset}`);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]![1] >= seen[i - 1]![1], "never decreases");
+    assert.ok(seen.at(-1)![1] > 5, "it grows as commits are made");
+  });
+
   test("never commits past a message still in progress, and what was not committed is delivered again", async () => {
     const source = new FakeSource();
     source.add("slow");

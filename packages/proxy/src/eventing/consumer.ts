@@ -35,9 +35,10 @@ export interface ConsumerHooks {
 
 /**
  * Delivers one message; resolves with "unmatched" when no method takes it (it is skipped),
- * throws to have it retried. A PoisonMessageError goes straight to the dead letters.
+ * throws to have it retried. A PoisonMessageError goes straight to the dead letters. `committed`
+ * is the consumer's stored offset: no message at or below it will ever be delivered again.
  */
-export type Deliver = (message: SourceMessage, signal: AbortSignal) => Promise<"delivered" | "unmatched">;
+export type Deliver = (message: SourceMessage, signal: AbortSignal, committed: number) => Promise<"delivered" | "unmatched">;
 
 /** A message that can never be delivered (e.g. data that does not decode): no point retrying it. */
 export class PoisonMessageError extends Error {
@@ -244,7 +245,7 @@ export class Consumer {
       if (halted.aborted) return;
       attempts = attempt;
       try {
-        const outcome = await this.deliver(message, signal);
+        const outcome = await this.deliver(message, signal, this.committed);
         this.finish(tracked, outcome);
         return;
       } catch (e) {

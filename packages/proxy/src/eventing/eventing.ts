@@ -67,7 +67,7 @@ export class Eventing {
         o.owner,
         offsets,
         o.store.deadLetters,
-        (message, signal) => this.deliver(subscription, message, signal),
+        (message, signal, committed) => this.deliver(subscription, message, signal, committed),
         o.settings,
         log,
         { onOutcome: (outcome) => o.metrics?.eventingOutcome(subscription.group, source.id, outcome) },
@@ -130,7 +130,7 @@ export class Eventing {
     return out;
   }
 
-  private async deliver(subscription: Subscription, message: SourceMessage, signal: AbortSignal): Promise<"delivered" | "unmatched"> {
+  private async deliver(subscription: Subscription, message: SourceMessage, signal: AbortSignal, committed: number): Promise<"delivered" | "unmatched"> {
     const route = this.route(subscription, message);
     if (route === undefined) {
       const seen = `${subscription.group}\u0000${subscription.sourceId}\u0000${message.payload.typeUrl}`;
@@ -151,7 +151,7 @@ export class Eventing {
           payload: route.payload,
           typeUrl: route.typeUrl,
           entityId: message.subject,
-          metadata: cloudEventMetadata(message),
+          metadata: cloudEventMetadata(message, committed),
           signal,
         },
         `${subscription.group}:${subscription.sourceId}:${message.id}`,

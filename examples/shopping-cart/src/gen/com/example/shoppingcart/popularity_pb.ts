@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file com/example/shoppingcart/popularity.proto.
  */
 export const file_com_example_shoppingcart_popularity: GenFile = /*@__PURE__*/
-  fileDesc("Ciljb20vZXhhbXBsZS9zaG9wcGluZ2NhcnQvcG9wdWxhcml0eS5wcm90bxIYY29tLmV4YW1wbGUuc2hvcHBpbmdjYXJ0IoABCg1DYXJ0RXZlbnRTZWVuEhcKCnByb2R1Y3RfaWQYASABKAlCA8BDARIPCgdjYXJ0X2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIMCgRuYW1lGAQgASgJEhYKDnF1YW50aXR5X2FkZGVkGAUgASgFEg8KB3JlbW92ZWQYBiABKAgiLwoUR2V0UHJvZHVjdFBvcHVsYXJpdHkSFwoKcHJvZHVjdF9pZBgBIAEoCUIDwEMBIogBChFQcm9kdWN0UG9wdWxhcml0eRISCgpwcm9kdWN0X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSFgoOcXVhbnRpdHlfYWRkZWQYAyABKAMSEwoLdGltZXNfYWRkZWQYBCABKAMSFQoNdGltZXNfcmVtb3ZlZBgFIAEoAxINCgVjYXJ0cxgGIAEoAzLiAQoKQ2FydEV2ZW50cxJnCgtPbkl0ZW1BZGRlZBIqLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5kb21haW4uSXRlbUFkZGVkGhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IhTKQxEKDxoNc2hvcHBpbmctY2FydBJrCg1Pbkl0ZW1SZW1vdmVkEiwuY29tLmV4YW1wbGUuc2hvcHBpbmdjYXJ0LmRvbWFpbi5JdGVtUmVtb3ZlZBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIUykMRCg8aDXNob3BwaW5nLWNhcnQy/wEKD1BvcHVsYXJQcm9kdWN0cxJSCg9SZWNvcmRDYXJ0RXZlbnQSJy5jb20uZXhhbXBsZS5zaG9wcGluZ2NhcnQuQ2FydEV2ZW50U2VlbhoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRKXAQoNR2V0UG9wdWxhcml0eRIuLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5HZXRQcm9kdWN0UG9wdWxhcml0eRorLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5Qcm9kdWN0UG9wdWxhcml0eSIpgtPkkwIjEiEvcHJvZHVjdHMve3Byb2R1Y3RfaWR9L3BvcHVsYXJpdHliBnByb3RvMw", [file_google_protobuf_empty, file_cloudstate_entity_key, file_cloudstate_eventing, file_google_api_annotations, file_com_example_shoppingcart_domain_domain]);
+  fileDesc("Ciljb20vZXhhbXBsZS9zaG9wcGluZ2NhcnQvcG9wdWxhcml0eS5wcm90bxIYY29tLmV4YW1wbGUuc2hvcHBpbmdjYXJ0IpoBCg1DYXJ0RXZlbnRTZWVuEhcKCnByb2R1Y3RfaWQYASABKAlCA8BDARIPCgdjYXJ0X2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIMCgRuYW1lGAQgASgJEhYKDnF1YW50aXR5X2FkZGVkGAUgASgFEg8KB3JlbW92ZWQYBiABKAgSGAoQY29tbWl0dGVkX29mZnNldBgHIAEoAyIvChRHZXRQcm9kdWN0UG9wdWxhcml0eRIXCgpwcm9kdWN0X2lkGAEgASgJQgPAQwEieQoRUHJvZHVjdFBvcHVsYXJpdHkSEgoKcHJvZHVjdF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDnF1YW50aXR5X2FkZGVkGAMgASgDEhMKC3RpbWVzX2FkZGVkGAQgASgDEhUKDXRpbWVzX3JlbW92ZWQYBSABKAMy4gEKCkNhcnRFdmVudHMSZwoLT25JdGVtQWRkZWQSKi5jb20uZXhhbXBsZS5zaG9wcGluZ2NhcnQuZG9tYWluLkl0ZW1BZGRlZBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIUykMRCg8aDXNob3BwaW5nLWNhcnQSawoNT25JdGVtUmVtb3ZlZBIsLmNvbS5leGFtcGxlLnNob3BwaW5nY2FydC5kb21haW4uSXRlbVJlbW92ZWQaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiFMpDEQoPGg1zaG9wcGluZy1jYXJ0Mv8BCg9Qb3B1bGFyUHJvZHVjdHMSUgoPUmVjb3JkQ2FydEV2ZW50EicuY29tLmV4YW1wbGUuc2hvcHBpbmdjYXJ0LkNhcnRFdmVudFNlZW4aFi5nb29nbGUucHJvdG9idWYuRW1wdHkSlwEKDUdldFBvcHVsYXJpdHkSLi5jb20uZXhhbXBsZS5zaG9wcGluZ2NhcnQuR2V0UHJvZHVjdFBvcHVsYXJpdHkaKy5jb20uZXhhbXBsZS5zaG9wcGluZ2NhcnQuUHJvZHVjdFBvcHVsYXJpdHkiKYLT5JMCIxIhL3Byb2R1Y3RzL3twcm9kdWN0X2lkfS9wb3B1bGFyaXR5YgZwcm90bzM", [file_google_protobuf_empty, file_cloudstate_entity_key, file_cloudstate_eventing, file_google_api_annotations, file_com_example_shoppingcart_domain_domain]);
 
 /**
  * One cart event, as the projection hands it to the product's view.
@@ -61,6 +61,15 @@ export type CartEventSeen = Message<"com.example.shoppingcart.CartEventSeen"> & 
    * @generated from field: bool removed = 6;
    */
   removed: boolean;
+
+  /**
+   * The consumer's committed offset when the event was delivered (metadata
+   * cloudstate-committed-offset): events at or below it are never delivered again, so the view
+   * forgets the offsets it keeps for them — its state stays small however many carts there are.
+   *
+   * @generated from field: int64 committed_offset = 7;
+   */
+  committedOffset: bigint;
 };
 
 /**
@@ -121,13 +130,6 @@ export type ProductPopularity = Message<"com.example.shoppingcart.ProductPopular
    * @generated from field: int64 times_removed = 5;
    */
   timesRemoved: bigint;
-
-  /**
-   * Distinct carts the product was ever added to.
-   *
-   * @generated from field: int64 carts = 6;
-   */
-  carts: bigint;
 };
 
 /**

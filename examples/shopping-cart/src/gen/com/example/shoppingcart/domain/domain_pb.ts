@@ -100,7 +100,9 @@ export const CartSchema: GenMessage<Cart> = /*@__PURE__*/
 
 /**
  * The state of a product's popularity view: the counts, and per cart the offset of the last
- * event counted, which makes counting a redelivered event a no-op.
+ * event counted, which makes counting a redelivered event a no-op. Entries at or below the
+ * consumer's committed offset are dropped (such events are never redelivered): the state holds
+ * only the carts whose latest event may still come again.
  *
  * @generated from message com.example.shoppingcart.domain.ProductPopularityState
  */
