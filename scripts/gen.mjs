@@ -19,6 +19,7 @@ const targets = [
   ["examples/fraud-detection/proto", "examples/fraud-detection/src/gen", true],
   ["packages/sdk/testdata/proto", "packages/sdk/src/testdata/gen", true],
   ["tck/proto", "tck/src/gen", true],
+  ["bench/proto", "bench/src/gen", true],
 ];
 
 for (const [input, out, withImports] of targets) {

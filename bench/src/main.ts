@@ -9,25 +9,39 @@
 // --duration S, --warmup S, --channels N, --threads N, --uf sdk|raw, --durability fsync|relaxed,
 // --key-order round-robin|random, --repeat N, --proxy-node-args=A, --profile DIR, --json-out FILE,
 // --verbose (see USAGE below).
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import * as http from "node:http";
-import * as net from "node:net";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startTestPostgres } from "../../packages/proxy/src/store/postgres/test-server.js";
 import type * as PgTypes from "pg";
 import { cartItems, populateCarts, runLoad, type LoadMode, type LoadResult } from "./load.js";
+import {
+  Child,
+  CLI,
+  cpuDelta,
+  cpuSnapshot,
+  freePort,
+  HOST,
+  httpReady,
+  killChildrenOnSignal,
+  machineCpu,
+  progress,
+  ROOT,
+  round2,
+  sleep,
+  stopAll,
+  tcpOpen,
+  tempDirs,
+  waitFor,
+} from "./children.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const CLI = join(ROOT, "packages/cli/bin/cloudstate.js");
 const FLOOR = join(ROOT, "bench/src/floor.ts");
-const SDK_UF = join(ROOT, "examples/shopping-cart/src/main.ts");
+// The cart alone: the example's main.ts also serves the "popular products" projection, whose
+// consumer would double the work per AddItem (eventing has its own benchmark, eventing.ts).
+const SDK_UF = join(ROOT, "bench/src/cart-only-uf.ts");
 const RAW_UF = join(ROOT, "tests/fixtures/raw-cart-user-function.ts");
-const HOST = "127.0.0.1";
 // `npm run bench` runs in bench/; relative paths given on the command line are the caller's.
 const INVOKED_FROM = process.env.INIT_CWD ?? process.cwd();
 
@@ -171,171 +185,6 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-const progress = (message: string): void => {
-  process.stderr.write(`[bench] ${message}\n`);
-};
-
-// ---- child processes -------------------------------------------------------------------------
-
-class Child {
-  readonly proc: ChildProcess;
-  readonly exited: Promise<number | string>;
-  private readonly tail: string[] = [];
-  private exitInfo: number | string | undefined;
-
-  constructor(
-    readonly name: string,
-    args: string[],
-    env: NodeJS.ProcessEnv,
-    verbose: boolean,
-  ) {
-    this.proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    live.add(this);
-    const collect = (chunk: Buffer) => {
-      const text = chunk.toString("utf8");
-      if (verbose) process.stderr.write(text.replace(/^(?=.)/gm, `[${name}] `));
-      this.tail.push(...text.split("\n").filter((l) => l !== ""));
-      if (this.tail.length > 40) this.tail.splice(0, this.tail.length - 40);
-    };
-    this.proc.stdout!.on("data", collect);
-    this.proc.stderr!.on("data", collect);
-    this.exited = new Promise((resolve) => {
-      this.proc.once("exit", (code, signal) => {
-        this.exitInfo = signal ?? code ?? "unknown";
-        live.delete(this);
-        resolve(this.exitInfo);
-      });
-      this.proc.once("error", (err) => {
-        this.tail.push(`spawn error: ${err.message}`);
-        this.exitInfo = "spawn-error";
-        live.delete(this);
-        resolve(this.exitInfo);
-      });
-    });
-  }
-
-  get pid(): number | undefined {
-    return this.proc.pid;
-  }
-
-  get hasExited(): boolean {
-    return this.exitInfo !== undefined;
-  }
-
-  /** The last lines the child printed, for error messages. */
-  output(): string {
-    return this.tail.map((l) => `    ${l}`).join("\n");
-  }
-
-  /** SIGTERM, then SIGKILL if it has not exited within graceMs. */
-  async stop(graceMs = 15_000): Promise<void> {
-    if (this.hasExited) return;
-    this.proc.kill("SIGTERM");
-    const timer = setTimeout(() => {
-      if (!this.hasExited) {
-        progress(`${this.name} did not exit within ${graceMs} ms of SIGTERM: SIGKILL`);
-        this.proc.kill("SIGKILL");
-      }
-    }, graceMs);
-    await this.exited;
-    clearTimeout(timer);
-  }
-}
-
-const live = new Set<Child>();
-
-// If the bench itself is interrupted, its children go too.
-function killChildrenOnSignal(): void {
-  const onSignal = (signal: NodeJS.Signals) => {
-    progress(`${signal}: stopping ${live.size} child process(es)`);
-    for (const c of live) c.proc.kill("SIGKILL");
-    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-}
-
-const tempDirs = new Set<string>();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until check() is true; fails when the child exits or the time is up. */
-async function waitFor(what: string, child: Child, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.hasExited) throw new Error(`${child.name} exited (${String(await child.exited)}) before ${what}:\n${child.output()}`);
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms:\n${child.output()}`);
-    await sleep(100);
-  }
-}
-
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, HOST);
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
-function httpReady(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: HOST, port, path: "/ready", timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.once("timeout", () => req.destroy());
-    req.once("error", () => resolve(false));
-  });
-}
-
-// ---- CPU accounting ----------------------------------------------------------------------------
-
-const CLOCK_TICKS = 100; // USER_HZ: 100 on Linux/x86 and arm64
-
-/** CPU seconds (user + system) a process has used so far, from /proc; undefined elsewhere. */
-function procCpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
-
-function cpuSnapshot(children: Child[]): Record<string, number | undefined> {
-  const out: Record<string, number | undefined> = { bench: procCpuSeconds(process.pid) };
-  for (const c of children) out[c.name] = procCpuSeconds(c.pid);
-  return out;
-}
-
-/** CPU seconds each process used during the load (warm-up included), from /proc. */
-function cpuDelta(before: Record<string, number | undefined>, after: Record<string, number | undefined>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [name, a] of Object.entries(after)) {
-    const b = before[name];
-    if (a !== undefined && b !== undefined) out[name] = Math.round((a - b) * 100) / 100;
-  }
-  return out;
-}
-
 // ---- scenarios ----------------------------------------------------------------------------------
 
 const nodeArgs = (script: string, profile: string | undefined): string[] => [
@@ -344,17 +193,6 @@ const nodeArgs = (script: string, profile: string | undefined): string[] => [
   "tsx",
   script,
 ];
-
-/** Busy, iowait and steal CPU seconds of the whole machine so far (all cores), from /proc/stat. */
-function machineCpu(): { busy: number; iowait: number; steal: number } | undefined {
-  try {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const [user, nice, system, , iowait, , , steal] = f as [number, number, number, number, number, number, number, number];
-    return { busy: (user + nice + system) / CLOCK_TICKS, iowait: iowait / CLOCK_TICKS, steal: steal / CLOCK_TICKS };
-  } catch {
-    return undefined;
-  }
-}
 
 async function runMeasured(p: Params, port: number, children: Child[], mode: LoadMode = "add-item"): Promise<Measured> {
   const machineBefore = machineCpu();
@@ -393,7 +231,6 @@ async function runMeasured(p: Params, port: number, children: Child[], mode: Loa
   return { ...result, cpuSeconds, cpuMicrosPerRequest, ...(machine ? { machineCpu: machine } : {}) };
 }
 
-const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 interface Measured extends LoadResult {
   cpuSeconds: Record<string, number>;
@@ -474,11 +311,6 @@ async function startProxyPair(
     await stopAll(children);
     throw e;
   }
-}
-
-// Proxy first (it drains in-flight commands and flushes the store), then the user function.
-async function stopAll(children: Child[]): Promise<void> {
-  for (const c of [...children].reverse()) await c.stop();
 }
 
 let chosenUf: UfKind | undefined;
