@@ -14,7 +14,7 @@ import { serve, type UserFunctionServer } from "@cloudstate-ts/sdk";
 import type { RunningProxy } from "../packages/proxy/src/index.js";
 import type { DeadLetter } from "../packages/proxy/src/store/store.js";
 import { counterEntity } from "../packages/sdk/src/testdata/counter.js";
-import { eventSubscriber, tallyEntity } from "../packages/sdk/src/testdata/eventing.js";
+import { eventSubscriber, journalEntity, tallyEntity } from "../packages/sdk/src/testdata/eventing.js";
 import { Counter } from "../packages/sdk/src/testdata/gen/sdktest/counter_pb.js";
 import { AddedSchema } from "../packages/sdk/src/testdata/gen/sdktest/domain_pb.js";
 import { EventSubscriber, SummarySchema, Tally } from "../packages/sdk/src/testdata/gen/sdktest/eventing_pb.js";
@@ -45,7 +45,7 @@ describe("eventing through the proxy", () => {
   const base = () => `http://127.0.0.1:${proxy.port}/eventing/topics`;
 
   before(async () => {
-    server = await serve({ entities: [counterEntity(), eventSubscriber(), tallyEntity()], port: 0, host: "127.0.0.1", logger: quiet });
+    server = await serve({ entities: [counterEntity(), eventSubscriber(), tallyEntity(), journalEntity()], port: 0, host: "127.0.0.1", logger: quiet });
     proxy = await startTestProxy(server.port, {
       store: `sqlite:${join(dir, "cloudstate.db")}`,
       metricsPort: 0,
@@ -138,6 +138,14 @@ describe("eventing through the proxy", () => {
       async () => (await metric(/cloudstate_eventing_messages_total\{group="sdktest\.EventSubscriber",source="event-log:counter",outcome="unmatched"\} (\d+)/)) === 1,
       () => "the Cleared event to be counted as unmatched",
     );
+  });
+
+  test("an event-sourced subscriber (a second consumer group of the same log) journals what it is given, per subject, in order", async () => {
+    // Journal.Record takes Any: entity "c1" of Journal gets the events of counter "c1".
+    const amounts = async (id: string) => (await proxy.store.journal.events("journal", id)).map((e) => fromBinary(AddedSchema, e.bytes).amount);
+    await eventually(async () => (await amounts("c1")).length === 4 && (await amounts("c2")).length === 1, () => "the Journal entities to record the counters' events");
+    assert.deepEqual(await amounts("c1"), [1, 2, 0, 3], "Added events in journal order; the Cleared one answered nothing");
+    assert.deepEqual(await amounts("c2"), [5]);
   });
 
   test("a topic published over HTTP reaches the Any subscriber with the payload conventions, and its answers the out topic", async () => {

@@ -84,7 +84,7 @@ describe("discovery", () => {
       { case: "topic", value: "observations" },
       { case: "topic", value: "tallies" },
     ]);
-    assert.deepEqual(option("sdktest.Journal.Record").in?.source, { case: "eventLog", value: "journal-source" });
+    assert.deepEqual(option("sdktest.Journal.Record").in?.source, { case: "eventLog", value: "counter" });
     assert.deepEqual(option("sdktest.Tally.ObserveAny").in?.source, { case: "topic", value: "raw-observations" });
     assert.equal(methods.get("sdktest.Tally.Get")!.proto.options, undefined, "a method without options has none");
   });
@@ -186,7 +186,7 @@ describe("event-sourced entities", () => {
     const stream = proxy.eventSourced();
     stream.init("sdktest.Journal", "j1");
 
-    const meta = ce("3", "journal-source", "sdktest.domain.Added", { "ce-subject": "source-entity" });
+    const meta = ce("3", "counter", "sdktest.domain.Added", { "ce-subject": "source-entity" });
     const recorded = replyOf(await stream.rawCommand("Record", protobufAny(AddedSchema, { amount: 3 }), { metadata: meta }));
     assert.deepEqual(eventData(payloadOf(recorded.clientAction)), { kind: "json", typeName: "sdktest.Recorded", value: { value: 3, subject: "source-entity" } });
     assert.deepEqual(recorded.events.map((e) => fromBinary(AddedSchema, e.value).amount), [3]);

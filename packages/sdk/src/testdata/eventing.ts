@@ -114,6 +114,7 @@ export function journalEntity() {
           ctx.effect(Audit.method.record, { counterId: ctx.entityId });
           return ctx.noReply();
         }
+        if (data.kind === "protobuf" && data.typeName === "sdktest.domain.Cleared") return ctx.noReply();
         let amount: number;
         if (data.kind === "protobuf" && data.message) amount = data.message.amount;
         else if (data.kind === "json") amount = jsonAmount(data.value);

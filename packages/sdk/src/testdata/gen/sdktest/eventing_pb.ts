@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sdktest/eventing.proto.
  */
 export const file_sdktest_eventing: GenFile = /*@__PURE__*/
-  fileDesc("ChZzZGt0ZXN0L2V2ZW50aW5nLnByb3RvEgdzZGt0ZXN0IjQKC09ic2VydmF0aW9uEhUKCHRhbGx5X2lkGAEgASgJQgPAQwESDgoGYW1vdW50GAIgASgFIhcKB1N1bW1hcnkSDAoEdGV4dBgBIAEoCTLLAQoPRXZlbnRTdWJzY3JpYmVyElcKB09uQWRkZWQSFS5zZGt0ZXN0LmRvbWFpbi5BZGRlZBoQLnNka3Rlc3QuU3VtbWFyeSIjykMgCgkaB2NvdW50ZXISEwoRY291bnRlci1zdW1tYXJpZXMSXwoKT25Bbnl0aGluZxIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55IiXKQyIKFgoNc2RrdGVzdC1ncm91cBIFaW5ib3gSCAoGb3V0Ym94MtQBCgVUYWxseRJRCgdPYnNlcnZlEhQuc2RrdGVzdC5PYnNlcnZhdGlvbhoQLnNka3Rlc3QuU3VtbWFyeSIeykMbCg4SDG9ic2VydmF0aW9ucxIJCgd0YWxsaWVzElEKCk9ic2VydmVBbnkSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueSIXykMUChISEHJhdy1vYnNlcnZhdGlvbnMSJQoDR2V0Eg4uc2RrdGVzdC5RdWVyeRoOLnNka3Rlc3QuVmFsdWUyVgoHSm91cm5hbBJLCgZSZWNvcmQSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueSIVykMSChAaDmpvdXJuYWwtc291cmNlMkEKCkFueUNvdW50ZXISMwoFQ291bnQSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueWIGcHJvdG8z", [file_google_protobuf_any, file_cloudstate_entity_key, file_cloudstate_eventing, file_sdktest_counter, file_sdktest_domain]);
+  fileDesc("ChZzZGt0ZXN0L2V2ZW50aW5nLnByb3RvEgdzZGt0ZXN0IjQKC09ic2VydmF0aW9uEhUKCHRhbGx5X2lkGAEgASgJQgPAQwESDgoGYW1vdW50GAIgASgFIhcKB1N1bW1hcnkSDAoEdGV4dBgBIAEoCTLLAQoPRXZlbnRTdWJzY3JpYmVyElcKB09uQWRkZWQSFS5zZGt0ZXN0LmRvbWFpbi5BZGRlZBoQLnNka3Rlc3QuU3VtbWFyeSIjykMgCgkaB2NvdW50ZXISEwoRY291bnRlci1zdW1tYXJpZXMSXwoKT25Bbnl0aGluZxIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55IiXKQyIKFgoNc2RrdGVzdC1ncm91cBIFaW5ib3gSCAoGb3V0Ym94MtQBCgVUYWxseRJRCgdPYnNlcnZlEhQuc2RrdGVzdC5PYnNlcnZhdGlvbhoQLnNka3Rlc3QuU3VtbWFyeSIeykMbCg4SDG9ic2VydmF0aW9ucxIJCgd0YWxsaWVzElEKCk9ic2VydmVBbnkSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueSIXykMUChISEHJhdy1vYnNlcnZhdGlvbnMSJQoDR2V0Eg4uc2RrdGVzdC5RdWVyeRoOLnNka3Rlc3QuVmFsdWUyTwoHSm91cm5hbBJECgZSZWNvcmQSFC5nb29nbGUucHJvdG9idWYuQW55GhQuZ29vZ2xlLnByb3RvYnVmLkFueSIOykMLCgkaB2NvdW50ZXIyQQoKQW55Q291bnRlchIzCgVDb3VudBIULmdvb2dsZS5wcm90b2J1Zi5BbnkaFC5nb29nbGUucHJvdG9idWYuQW55YgZwcm90bzM", [file_google_protobuf_any, file_cloudstate_entity_key, file_cloudstate_eventing, file_sdktest_counter, file_sdktest_domain]);
 
 /**
  * @generated from message sdktest.Observation
@@ -134,14 +134,16 @@ export const Tally: GenService<{
   serviceDesc(file_sdktest_eventing, 1);
 
 /**
- * An event-sourced entity that records whatever it is given (state: sdktest.domain.CounterState).
+ * An event-sourced entity that records whatever it is given (state: sdktest.domain.CounterState),
+ * fed by the counter's journal: entity "c1" of Journal records the events of counter "c1" (an
+ * entity's method taking Any is addressed by the event's subject).
  *
  * @generated from service sdktest.Journal
  */
 export const Journal: GenService<{
   /**
    * An Added (protobuf) or JSON {"amount": n} emits an Added and answers JSON {"value", "subject"};
-   * text "skip" audits and answers nothing; anything else fails.
+   * a Cleared answers nothing; text "skip" audits and answers nothing; anything else fails.
    *
    * @generated from rpc sdktest.Journal.Record
    */
