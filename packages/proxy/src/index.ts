@@ -4,3 +4,5 @@ export { resolveConfig, proxyConfigSchema, configEnv, ConfigError, type ProxyCon
 export { DiscoveryError, EntityTypes } from "./discovery/service-model.js";
 export { ProxyError, Code } from "./errors.js";
 export { createLogger, silentLogger, type Logger } from "./telemetry/logger.js";
+export type { Broker, MessageSource, SourceMessage } from "./eventing/sources.js";
+export type { ConsumerOffsets, ConsumerPosition, TopicInfo, TopicMessage, TopicPublish } from "./store/store.js";

@@ -29,8 +29,9 @@ import { UserFunctionConnection } from "./user-function/connection.js";
 import { AdminApi, CallStats, observeCalls } from "./console/admin-api.js";
 import { ConsoleHandler } from "./console/console-handler.js";
 import { Eventing } from "./eventing/eventing.js";
-import { EventingEndpoints } from "./eventing/http-endpoints.js";
+import { checkRoutesClear, EventingEndpoints } from "./eventing/http-endpoints.js";
 import { planEventing, type EventingPlan } from "./eventing/subscriptions.js";
+import type { Broker } from "./eventing/sources.js";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 
@@ -58,6 +59,11 @@ export interface StartOptions {
   readonly signal?: AbortSignal;
   /** Discovery backoff bounds (tests shorten them). */
   readonly discoveryBackoffMs?: { min: number; max: number };
+  /**
+   * Where topics live (eventing/sources.ts Broker): default, logs in the proxy's store. An adapter
+   * for another broker (NATS JetStream, Kafka, …) is passed here; nothing else changes.
+   */
+  readonly broker?: Broker;
 }
 
 export async function startProxy(config: ProxyConfig, options: StartOptions = {}): Promise<RunningProxy> {
@@ -89,6 +95,7 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
     try {
       routes = buildRoutes(model.services.values());
       plan = planEventing(model);
+      checkRoutesClear(routes, plan);
     } catch (e) {
       // google.api.http rules and eventing options are part of the spec: reported to the user
       // function like discovery's errors.
@@ -166,6 +173,7 @@ export async function startProxy(config: ProxyConfig, options: StartOptions = {}
           model,
           plan,
           store: activeStore,
+          broker: options.broker,
           dispatcher,
           owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
           log: eventingLog,

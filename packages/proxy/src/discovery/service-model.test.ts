@@ -1,55 +1,24 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { create, toBinary, type DescFile } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import {
   FieldDescriptorProto_Label,
   FieldDescriptorProto_Type,
   FieldDescriptorProtoSchema,
   FieldOptionsSchema,
   FileDescriptorProtoSchema,
-  FileDescriptorSetSchema,
   type FileDescriptorProto,
 } from "@bufbuild/protobuf/wkt";
-import { EntitySpecSchema, type EntitySpec } from "@cloudstate-ts/protocol";
+import type { EntitySpec } from "@cloudstate-ts/protocol";
 import { file_com_example_shoppingcart_shoppingcart } from "../../../../examples/shopping-cart/src/gen/com/example/shoppingcart/shoppingcart_pb.js";
 import { buildModel, DiscoveryError, type ModelOptions } from "./service-model.js";
+import { filesOf, specOf } from "./test-specs.js";
 
 const options: ModelOptions = { supportedKinds: ["eventSourced"], defaultPassivationTimeoutMs: 30_000, checkProtocolVersion: true };
 const CART = "com.example.shoppingcart.ShoppingCart";
 const ES = "cloudstate.eventsourced.EventSourced";
 
-function filesOf(file: DescFile): FileDescriptorProto[] {
-  const out: FileDescriptorProto[] = [];
-  const seen = new Set<string>();
-  const visit = (f: DescFile) => {
-    if (seen.has(f.name)) return;
-    seen.add(f.name);
-    f.dependencies.forEach(visit);
-    out.push(f.proto);
-  };
-  visit(file);
-  return out;
-}
-
-interface EntityInit {
-  entityType: string;
-  serviceName: string;
-  persistenceId?: string;
-  timeout?: bigint;
-}
-
-function spec(files: FileDescriptorProto[], entities: EntityInit[], version = [0, 2]): EntitySpec {
-  return create(EntitySpecSchema, {
-    proto: toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: files })),
-    entities: entities.map((e) => ({
-      entityType: e.entityType,
-      serviceName: e.serviceName,
-      persistenceId: e.persistenceId ?? "",
-      passivationStrategy: e.timeout ? { strategy: { case: "timeout" as const, value: { timeout: e.timeout } } } : undefined,
-    })),
-    serviceInfo: { protocolMajorVersion: version[0], protocolMinorVersion: version[1] },
-  });
-}
+const spec = specOf;
 
 const cartFiles = filesOf(file_com_example_shoppingcart_shoppingcart);
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { ConsumerOffsets, ConsumerPosition, DeadLetter, DeadLetterInput, DeadLetters } from "../store/store.js";
-import { silentLogger } from "../telemetry/logger.js";
+import { createLogger, silentLogger } from "../telemetry/logger.js";
 import { Consumer, PoisonMessageError, type ConsumerSettings, type Deliver } from "./consumer.js";
 import type { MessageSource, SourceMessage } from "./sources.js";
 
@@ -104,8 +104,8 @@ class FakeDeadLetters implements DeadLetters {
   }
 }
 
-function consumer(source: FakeSource, offsets: FakeOffsets, deliver: Deliver, dead = new FakeDeadLetters(), owner = "me", settings = SETTINGS) {
-  return new Consumer("group", source, owner, offsets, dead, deliver, settings, silentLogger);
+function consumer(source: FakeSource, offsets: FakeOffsets, deliver: Deliver, dead = new FakeDeadLetters(), owner = "me", settings = SETTINGS, log = silentLogger) {
+  return new Consumer("group", source, owner, offsets, dead, deliver, settings, log);
 }
 
 async function until(condition: () => boolean, what: string, ms = 5_000): Promise<void> {
@@ -156,11 +156,13 @@ describe("eventing consumer", () => {
     const offsets = new FakeOffsets();
     const dead = new FakeDeadLetters();
     const attempts = new Map<number, number[]>();
+    const lines: string[] = [];
+    const log = createLogger("warn", { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream);
     const c = consumer(source, offsets, (m) => {
       attempts.set(m.offset, [...(attempts.get(m.offset) ?? []), Date.now()]);
       if (m.offset === 2) return Promise.reject(new Error("user function says no"));
       return Promise.resolve("delivered");
-    }, dead);
+    }, dead, "me", SETTINGS, log);
     c.start();
     await until(() => offsets.offset === 3, "the commit past the failing message");
     await c.stop(1_000);
@@ -174,6 +176,10 @@ describe("eventing consumer", () => {
       { offset: 2, attempts: 3, error: "user function says no", group: "group", source: "event-log:test" },
     );
     assert.equal(c.status().deadLetters, 1);
+    const entries = lines.map((l) => JSON.parse(l) as { level: number; msg: string; offset?: number; err?: string });
+    assert.equal(entries.filter((e) => e.msg === "eventing delivery failed; retrying").length, 2, "each failed attempt but the last is a warning");
+    const error = entries.find((e) => e.level === 50);
+    assert.deepEqual([error?.msg, error?.offset, error?.err], ["eventing message moved to the dead letters after its last attempt", 2, "user function says no"]);
   });
 
   test("a poison message goes to the dead letters without retries", async () => {

@@ -12,10 +12,28 @@ import type { TopicMessage, TopicPublish } from "../store/store.js";
 import type { Logger } from "../telemetry/logger.js";
 import { dataKind, SPEC_VERSION, structured } from "./cloudevents.js";
 import type { Eventing } from "./eventing.js";
+import type { EventingPlan } from "./subscriptions.js";
+import type { RouteTable } from "../ingress/http/routes.js";
+import { DiscoveryError } from "../discovery/service-model.js";
 import { Code, ProxyError } from "../errors.js";
 import { readBody } from "../ingress/http/http-handler.js";
 
 export const EVENTING_PREFIX = "/eventing/";
+
+/**
+ * When the topic endpoints are served, a google.api.http route under /eventing/ would never be
+ * reached: a DiscoveryError that says so, rather than a route that silently does not work.
+ */
+export function checkRoutesClear(routes: RouteTable, plan: EventingPlan): void {
+  if (plan.topics.size === 0) return;
+  for (const route of routes.routes) {
+    if (route.template.text.startsWith(EVENTING_PREFIX) || route.template.text === "/eventing") {
+      throw new DiscoveryError(
+        `${route.service.name}.${route.method.name}: its HTTP route ${route.httpMethod} ${route.template.text} is under ${EVENTING_PREFIX}, where the proxy serves the topics of this user function; choose another path`,
+      );
+    }
+  }
+}
 
 export interface EventingEndpointsOptions {
   readonly eventing: Eventing;

@@ -1,27 +1,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { clone, create, setExtension, toBinary, type DescFile, type MessageInitShape } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema, MethodDescriptorProtoSchema, MethodOptionsSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
-import { EntitySpecSchema, eventing, EventingSchema } from "@cloudstate-ts/protocol";
+import { clone, create, setExtension, type MessageInitShape } from "@bufbuild/protobuf";
+import { MethodDescriptorProtoSchema, MethodOptionsSchema } from "@bufbuild/protobuf/wkt";
+import { eventing, EventingSchema } from "@cloudstate-ts/protocol";
 import { file_com_example_fraud_account } from "../../../../examples/fraud-detection/src/gen/com/example/fraud/account_pb.js";
 import { buildModel, DiscoveryError } from "../discovery/service-model.js";
+import { filesOf, specOf } from "../discovery/test-specs.js";
 import { planEventing } from "./subscriptions.js";
 
 const ES = "cloudstate.eventsourced.EventSourced";
 const VALUE = "cloudstate.valueentity.ValueEntity";
-
-function filesOf(file: DescFile): FileDescriptorProto[] {
-  const out: FileDescriptorProto[] = [];
-  const seen = new Set<string>();
-  const visit = (f: DescFile) => {
-    if (seen.has(f.name)) return;
-    seen.add(f.name);
-    f.dependencies.forEach(visit);
-    out.push(clone(FileDescriptorProtoSchema, f.proto));
-  };
-  visit(file);
-  return out;
-}
+const MODEL_OPTIONS = { supportedKinds: ["eventSourced", "value", "action"] as const, defaultPassivationTimeoutMs: 1000, checkProtocolVersion: true };
 
 type EventingInit = MessageInitShape<typeof EventingSchema>;
 
@@ -44,12 +33,7 @@ function plan(options: Record<string, EventingInit | undefined> = {}, entities =
     method.options = create(MethodOptionsSchema);
     if (init !== undefined) setExtension(method.options, eventing, create(EventingSchema, init));
   }
-  const spec = create(EntitySpecSchema, {
-    proto: toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: files })),
-    entities,
-    serviceInfo: { protocolMajorVersion: 0, protocolMinorVersion: 2 },
-  });
-  return planEventing(buildModel(spec, { supportedKinds: ["eventSourced", "value", "action"], defaultPassivationTimeoutMs: 1000, checkProtocolVersion: true }));
+  return planEventing(buildModel(specOf(files, entities), { ...MODEL_OPTIONS, supportedKinds: [...MODEL_OPTIONS.supportedKinds] }));
 }
 
 test("the fraud example's plan: one subscription to the account event log, one topic", () => {
@@ -109,16 +93,12 @@ test("a consumer group belongs to one service", () => {
   };
   setOn("FraudMonitor", "GetStatistics", "shared");
   setOn("Account", "GetAccount", "shared");
-  const spec = create(EntitySpecSchema, {
-    proto: toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: files })),
-    entities: [
-      { entityType: ES, serviceName: "com.example.fraud.Account", persistenceId: "account" },
-      { entityType: VALUE, serviceName: "com.example.fraud.FraudMonitor", persistenceId: "fraud-monitor" },
-    ],
-    serviceInfo: { protocolMajorVersion: 0, protocolMinorVersion: 2 },
-  });
+  const spec = specOf(files, [
+    { entityType: ES, serviceName: "com.example.fraud.Account", persistenceId: "account" },
+    { entityType: VALUE, serviceName: "com.example.fraud.FraudMonitor", persistenceId: "fraud-monitor" },
+  ]);
   assert.throws(
-    () => planEventing(buildModel(spec, { supportedKinds: ["eventSourced", "value", "action"], defaultPassivationTimeoutMs: 1000, checkProtocolVersion: true })),
+    () => planEventing(buildModel(spec, { ...MODEL_OPTIONS, supportedKinds: [...MODEL_OPTIONS.supportedKinds] })),
     /consumer group "shared" of topic:t is used by com\.example\.fraud\.Account and com\.example\.fraud\.FraudMonitor/,
   );
 });
