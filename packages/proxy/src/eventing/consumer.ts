@@ -341,7 +341,10 @@ export class Consumer {
     wake?.();
   }
 
-  /** Waits ms, or until woken (when `wakeable`), or until stopped. */
+  /**
+   * Waits ms, or until stopped, or (when `wakeable`) until woken. Only the read loop sleeps
+   * wakeable, so there is at most one such sleeper.
+   */
   private sleep(ms: number, wakeable = true): Promise<void> {
     if (wakeable && this.woken) {
       this.woken = false;
@@ -353,18 +356,15 @@ export class Consumer {
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener("abort", done);
-        if (wakeable) this.woken = false;
+        if (wakeable) {
+          this.woken = false;
+          if (this.wakeUp === done) this.wakeUp = undefined;
+        }
         resolve();
       };
       const timer = setTimeout(done, Math.max(1, ms));
       signal.addEventListener("abort", done, { once: true });
-      if (wakeable) {
-        const previous = this.wakeUp;
-        this.wakeUp = () => {
-          previous?.();
-          done();
-        };
-      }
+      if (wakeable) this.wakeUp = done;
     });
   }
 
