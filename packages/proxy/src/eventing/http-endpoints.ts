@@ -16,7 +16,7 @@ import type { EventingPlan } from "./subscriptions.js";
 import type { RouteTable } from "../ingress/http/routes.js";
 import { DiscoveryError } from "../discovery/service-model.js";
 import { Code, ProxyError } from "../errors.js";
-import { readBody } from "../ingress/http/http-handler.js";
+import { drained, readBody } from "../ingress/http/http-handler.js";
 
 export const EVENTING_PREFIX = "/eventing/";
 
@@ -249,7 +249,8 @@ export class EventingEndpoints {
       while (open && !this.closed) {
         const messages = await readTopic(this.o.eventing, topic, after, PAGE);
         for (const m of messages) {
-          res.write(`id: ${m.offset}\ndata: ${JSON.stringify(structured(m, m.data, m.offset))}\n\n`);
+          // A slow reader holds the stream back instead of piling the topic up in memory.
+          if (!res.write(`id: ${m.offset}\ndata: ${JSON.stringify(structured(m, m.data, m.offset))}\n\n`)) await drained(res);
           after = m.offset;
         }
         if (messages.length === PAGE) continue;
