@@ -72,7 +72,7 @@ export class StoreBroker implements Broker {
           data: m.data,
         })),
       head: async () => (await store.topics.topics()).find((t) => t.topic === name)?.head ?? 0,
-      watch: (wake) => store.onCommit(wake),
+      watch: (wake) => watchStore(store, wake),
     };
   }
 
@@ -106,6 +106,19 @@ export function eventLogSource(store: Store, persistenceId: string): MessageSour
         data: e.bytes,
       })),
     head: () => store.journal.eventLogHead(persistenceId),
-    watch: (wake) => store.onCommit(wake),
+    watch: (wake) => watchStore(store, wake),
+  };
+}
+
+/**
+ * Wakes on this process's commits (onCommit) and on other processes' writes to a shared store
+ * (onExternalWrite: PostgreSQL); the remover removes both.
+ */
+function watchStore(store: Store, wake: () => void): () => void {
+  const removeCommit = store.onCommit(() => wake());
+  const removeExternal = store.onExternalWrite(wake);
+  return () => {
+    removeCommit();
+    removeExternal();
   };
 }

@@ -30,6 +30,11 @@ const MESSAGE_TYPE = "shop.ItemAdded";
 export interface ContractOptions {
   /** The store commits concurrent writes together (SQLite, PostgreSQL); the memory store does not. */
   readonly groupCommit?: boolean;
+  /**
+   * Other processes may write to the store (PostgreSQL): onExternalWrite may call its listeners,
+   * also for this store's own writes. Without it (memory, SQLite), it must never call them.
+   */
+  readonly sharedByProcesses?: boolean;
 }
 
 export function storeContract(name: string, open: () => Promise<Store>, options: ContractOptions = {}): void {
@@ -1277,6 +1282,38 @@ export function storeContract(name: string, open: () => Promise<Store>, options:
           (await store.deadLetters.list(1))[0]!.data.fill(0);
           assert.equal(hex((await store.deadLetters.list(1))[0]!.data), hex(text("original")));
         }));
+    });
+
+    describe("onExternalWrite", () => {
+      test("listeners can be added and removed (twice is harmless), and a store with a listener still registered closes cleanly", async () => {
+        const store = await open();
+        let calls = 0;
+        try {
+          const removeFirst = store.onExternalWrite(() => calls++);
+          const removeSecond = store.onExternalWrite(() => {
+            calls++;
+            throw new Error("a broken listener");
+          });
+          await store.journal.append(append("cart-1", 0, [payload("a")]));
+          await store.topics.publish([message("t", "1")]);
+          await store.values.write(valueWrite("cart-v", 0, state(text("v1"))));
+          removeSecond();
+          removeSecond();
+          await sleep(50);
+          if (!options.sharedByProcesses) assert.equal(calls, 0, "one process owns this store: nobody else writes to it");
+          removeFirst();
+          removeFirst();
+          store.onExternalWrite(() => calls++); // left registered: close must not wait for it, nor leak it
+          await store.close();
+          const late = calls;
+          const removeLate = store.onExternalWrite(() => calls++); // after close: accepted, never called
+          removeLate();
+          await sleep(50);
+          assert.equal(calls, late, "a closed store called a listener");
+        } finally {
+          await store.close();
+        }
+      });
     });
 
     describe("close", () => {

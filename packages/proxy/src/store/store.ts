@@ -305,6 +305,18 @@ export interface Store {
    */
   onCommit(listener: CommitListener): () => void;
   /**
+   * Calls the listener when another process may have committed journal rows or topic messages to
+   * this store, so that readers of event logs and topics (eventing consumers) need not wait for
+   * their next poll; onCommit covers this process's own writes. Best effort: it may over-notify
+   * (also for this process's own writes, and once whenever it starts or resumes watching, since
+   * writes may have been missed meanwhile) and may miss writes while the store cannot watch, so
+   * readers keep polling. Never calls a listener that was removed, nor after close(). A listener
+   * that throws is ignored. Memory and SQLite stores never call it (one process owns them); a
+   * PostgreSQL store watches only while it has listeners. Returns a function that removes the
+   * listener.
+   */
+  onExternalWrite(listener: () => void): () => void;
+  /**
    * Flushes pending writes and releases resources; later calls reject with StoreUnavailableError
    * (except close() itself, which resolves again).
    */

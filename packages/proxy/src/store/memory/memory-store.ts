@@ -111,6 +111,11 @@ export class MemoryStore implements Store {
     return this.commits.add(listener);
   }
 
+  /** Never calls the listener: this process alone writes to its memory, and onCommit sees every write. */
+  onExternalWrite(): () => void {
+    return () => undefined;
+  }
+
   close(): Promise<void> {
     this.closed = true;
     return Promise.resolve();

@@ -24,6 +24,11 @@
 // topics', both come before any value row is locked (value rows are locked last), and nothing that
 // holds the topic lock waits for journal rows, so they add no deadlock. Journal-writing batches
 // therefore commit one at a time (per database schema), which group commit makes up for.
+//
+// Wake-ups across processes (notifications.ts): a transaction that inserts journal rows or topic
+// messages sends ONE NOTIFY on its schema's channel, in the same round trip as its COMMIT, so it
+// is delivered at commit and never for a rollback. A batch whose appends were all rejected, or
+// whose publishes were all repeats, or that wrote only values, notifies nobody.
 import pg from "pg";
 import {
   SequenceConflictError,
@@ -33,6 +38,7 @@ import {
   type TopicPublish,
   type ValueWrite,
 } from "../store.js";
+import { notifyStatement } from "./notifications.js";
 import { JOURNAL_LOCK, quoteIdentifier, TOPIC_LOCK } from "./schema.js";
 
 export type ValueTable = "value_state" | "crdt_state";
@@ -58,12 +64,21 @@ export class BatchSql {
   readonly snapshots: string;
   readonly topicMessages: string;
   readonly topics: string;
+  /** The COMMIT of a transaction that wrote journal rows or topic messages: NOTIFY, then COMMIT. */
+  readonly notifyAndCommit: string;
 
   constructor(readonly schema: string) {
     this.journal = `${quoteIdentifier(schema)}.journal`;
     this.snapshots = `${quoteIdentifier(schema)}.snapshots`;
     this.topicMessages = `${quoteIdentifier(schema)}.topic_messages`;
     this.topics = `${quoteIdentifier(schema)}.topics`;
+    // Two statements in one simple query: one round trip; if the NOTIFY fails, COMMIT does not run.
+    this.notifyAndCommit = `${notifyStatement(schema)}; COMMIT`;
+  }
+
+  /** Commits the transaction, notifying the schema's listeners when `wroteLogs` (see the top of the file). */
+  async commit(client: pg.ClientBase, wroteLogs: boolean): Promise<void> {
+    await client.query(wroteLogs ? this.notifyAndCommit : "COMMIT");
   }
 
   /** Takes the transaction advisory lock of this schema's journal or topics (see the top of the file). */
@@ -102,6 +117,8 @@ export async function commitBatch(client: pg.ClientBase, sql: BatchSql, writes: 
 
 async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: readonly BatchWrite[], order: number[]): Promise<WriteOutcome[]> {
   const outcomes: WriteOutcome[] = new Array<WriteOutcome>(writes.length).fill(undefined);
+  // Whether journal rows or topic messages were inserted: then the commit notifies.
+  let wroteLogs = false;
   await client.query("BEGIN");
 
   const appends = order.filter((i) => writes[i]!.kind === "append");
@@ -124,7 +141,10 @@ async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: reado
       if (snapshot) snapshots.set(key, [persistenceId, entityId, sequence, snapshot.typeUrl, buffer(snapshot.bytes)]);
       heads.set(key, sequence);
     }
-    if (events.length > 0) await sql.lock(client, "journal");
+    if (events.length > 0) {
+      await sql.lock(client, "journal");
+      wroteLogs = true;
+    }
     await insertEvents(client, sql, events);
     await upsertSnapshots(client, sql, [...snapshots.values()]);
   }
@@ -132,12 +152,13 @@ async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: reado
   const publishes = order.filter((i) => writes[i]!.kind === "publish");
   if (publishes.length > 0) {
     await sql.lock(client, "topics");
-    const offsets = await insertMessages(
+    const { offsets, inserted } = await insertMessages(
       client,
       sql,
       publishes.map((i) => (writes[i] as { messages: readonly TopicPublish[] }).messages),
     );
     publishes.forEach((i, n) => (outcomes[i] = offsets[n]));
+    if (inserted > 0) wroteLogs = true;
   }
 
   for (const table of ["value_state", "crdt_state"] as const) {
@@ -189,12 +210,14 @@ async function writeTogether(client: pg.ClientBase, sql: BatchSql, writes: reado
     );
   }
 
-  await client.query("COMMIT");
+  await sql.commit(client, wroteLogs);
   return outcomes;
 }
 
 async function writeOneByOne(client: pg.ClientBase, sql: BatchSql, writes: readonly BatchWrite[], order: number[]): Promise<WriteOutcome[]> {
   const outcomes: WriteOutcome[] = new Array<WriteOutcome>(writes.length).fill(undefined);
+  // Set only once a write's savepoint is released: a write rolled back to its savepoint notifies nobody.
+  let wroteLogs = false;
   await client.query("BEGIN");
   // Before any savepoint, so that rolling one back cannot release them.
   if (writes.some((w) => w.kind === "append")) await sql.lock(client, "journal");
@@ -203,13 +226,19 @@ async function writeOneByOne(client: pg.ClientBase, sql: BatchSql, writes: reado
     const write = writes[i]!;
     await client.query("SAVEPOINT write");
     try {
-      outcomes[i] =
-        write.kind === "append"
-          ? await appendOne(client, sql, write.append)
-          : write.kind === "publish"
-            ? (await insertMessages(client, sql, [write.messages]))[0]
-            : await writeValueOne(client, sql, write);
+      let wroteLog = false;
+      if (write.kind === "append") {
+        outcomes[i] = await appendOne(client, sql, write.append);
+        wroteLog = outcomes[i] === undefined;
+      } else if (write.kind === "publish") {
+        const { offsets, inserted } = await insertMessages(client, sql, [write.messages]);
+        outcomes[i] = offsets[0];
+        wroteLog = inserted > 0;
+      } else {
+        outcomes[i] = await writeValueOne(client, sql, write);
+      }
       await client.query("RELEASE SAVEPOINT write");
+      if (wroteLog) wroteLogs = true;
     } catch (error) {
       if (!isRowError(error)) throw error;
       await client.query("ROLLBACK TO SAVEPOINT write");
@@ -217,7 +246,7 @@ async function writeOneByOne(client: pg.ClientBase, sql: BatchSql, writes: reado
       outcomes[i] = isUniqueViolation(error) && write.kind !== "publish" ? await conflictOf(client, sql, write) : refused(write, error);
     }
   }
-  await client.query("COMMIT");
+  await sql.commit(client, wroteLogs);
   return outcomes;
 }
 
@@ -281,10 +310,14 @@ function refused(write: BatchWrite, error: unknown): RangeError {
 
 /**
  * Inserts the messages of these publishes (the caller holds the topic lock) and returns each
- * publish's offsets. A message whose (topic, source, id) is stored already, or comes earlier in
- * the batch, is not inserted: it gets that one's offset.
+ * publish's offsets, and how many messages were inserted. A message whose (topic, source, id) is
+ * stored already, or comes earlier in the batch, is not inserted: it gets that one's offset.
  */
-async function insertMessages(client: pg.ClientBase, sql: BatchSql, publishes: readonly (readonly TopicPublish[])[]): Promise<number[][]> {
+async function insertMessages(
+  client: pg.ClientBase,
+  sql: BatchSql,
+  publishes: readonly (readonly TopicPublish[])[],
+): Promise<{ offsets: number[][]; inserted: number }> {
   const rows: unknown[][] = [];
   const seen = new Set<string>();
   for (const messages of publishes) {
@@ -331,7 +364,10 @@ async function insertMessages(client: pg.ClientBase, sql: BatchSql, publishes: r
       " ON CONFLICT (topic) DO UPDATE SET head = greatest(t.head, excluded.head)",
     ["::text", "::bigint"],
   );
-  return publishes.map((messages) => messages.map((m) => offsets.get(messageKey(m.topic, m.source, m.id))!));
+  return {
+    offsets: publishes.map((messages) => messages.map((m) => offsets.get(messageKey(m.topic, m.source, m.id))!)),
+    inserted: inserted.length,
+  };
 }
 
 /** The highest sequence of each entity appended to (absent: no journal). */

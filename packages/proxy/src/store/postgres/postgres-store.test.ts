@@ -12,6 +12,7 @@ import {
   type StoredPayload,
   type TopicPublish,
 } from "../store.js";
+import { notifyChannel } from "./notifications.js";
 import { PostgresStore, type PostgresStoreOptions } from "./postgres-store.js";
 import { migrate, migrations, quoteIdentifier, schemaVersion, type Migration } from "./schema.js";
 import { startTestPostgres, type TestPostgres } from "./test-server.js";
@@ -64,7 +65,7 @@ describe("postgres store", () => {
     await server?.destroy();
   });
 
-  storeContract("postgres", () => open(), { groupCommit: true });
+  storeContract("postgres", () => open(), { groupCommit: true, sharedByProcesses: true });
 
   describe("opening", () => {
     test("openStore opens a postgres URL; fsync durability keeps synchronous_commit on, relaxed turns it off", async () => {
@@ -686,6 +687,257 @@ describe("postgres store", () => {
         assert.equal(stored.rows[0]!.ahead, true);
       } finally {
         await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+  });
+
+  describe("wake-ups across processes (onExternalWrite)", () => {
+    // Counts a store's external-write calls; the first one comes once the store is listening.
+    function listen(store: PostgresStore): { readonly calls: number; remove: () => void } {
+      const listener = { calls: 0, remove: () => undefined as void };
+      listener.remove = store.onExternalWrite(() => listener.calls++);
+      return listener;
+    }
+
+    async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 5_000): Promise<number> {
+      const started = Date.now();
+      while (!(await condition())) {
+        if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
+        await sleep(5);
+      }
+      return Date.now() - started;
+    }
+
+    // The sessions listening on a schema's channel (the store's listening connections).
+    async function listeners(schema: string): Promise<number[]> {
+      const rows = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE query = $1", [
+        `LISTEN ${quoteIdentifier(notifyChannel(schema))}`,
+      ]);
+      return rows.rows.map((r) => r.pid);
+    }
+
+    const message = (id: string): TopicPublish => ({
+      topic: "t",
+      id,
+      source: "test",
+      type: "test.Message",
+      subject: "",
+      contentType: "text/plain",
+      time: Date.now(),
+      data: Buffer.from(id),
+    });
+
+    test("another store's append or publish on the schema wakes the listeners within a second; one throwing changes nothing", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        b.onExternalWrite(() => {
+          throw new Error("a broken listener");
+        });
+        const woken = listen(b);
+        await until(() => woken.calls >= 1, "the call when listening starts");
+        let calls = woken.calls;
+        await a.journal.append(append("cart-1", 0, "a", "b"));
+        const appendMs = await until(() => woken.calls > calls, "wake-up after an append", 1_000);
+        calls = woken.calls;
+        await a.topics.publish([message("1"), message("2")]);
+        const publishMs = await until(() => woken.calls > calls, "wake-up after a publish", 1_000);
+        assert.ok(appendMs < 1_000 && publishMs < 1_000, `${appendMs} ms, ${publishMs} ms`);
+        assert.equal((await listeners(schema)).length, 1, "one listening connection (b's)");
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("one NOTIFY per committed batch; none for rejected or rolled back appends, repeated publishes or value writes", async () => {
+      const schema = freshSchema();
+      const store = await PostgresStore.open(server.url, { schema });
+      const channel = notifyChannel(schema);
+      // A session of our own sees every notification on the channel, in commit order, with its payload.
+      const probe = new pg.Client(server.url);
+      const rival = new pg.Client(server.url);
+      const heard: string[] = [];
+      probe.on("notification", (n) => heard.push(n.payload ?? ""));
+      await Promise.all([probe.connect(), rival.connect()]);
+      // Everything committed before the marker was delivered before it.
+      const marker = async (name: string) => {
+        await admin.query("SELECT pg_notify($1, $2)", [channel, name]);
+        await until(() => heard.includes(name), `marker ${name}`);
+      };
+      try {
+        await probe.query(`LISTEN ${quoteIdentifier(channel)}`);
+        // 20 appends and publishes in one tick: a handful of batches, one notification each.
+        await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store.journal.append(append(`cart-${i}`, 0, "a", "b")) : store.topics.publish([message(`${i}`)]))),
+        );
+        await marker("m1");
+        const batches = store.stats().batches;
+        assert.ok(batches < 20, `${batches} batches`);
+        assert.deepEqual(heard, [...Array.from({ length: batches }, () => ""), "m1"]);
+
+        heard.length = 0;
+        await assert.rejects(store.journal.append(append("cart-0", 0, "again")), SequenceConflictError);
+        await store.topics.publish([message("1")]); // stored already: nothing inserted
+        await store.values.write({ persistenceId: PID, entityId: "cart-0", expectedVersion: 0, value: payload("v") });
+        await store.crdts.write({ persistenceId: PID, entityId: "cart-0", expectedVersion: 0, value: payload("v") });
+        // An append whose insert fails (the rival's row): its transaction is rolled back and retried
+        // one write at a time, where the append is rejected.
+        await rival.query("BEGIN");
+        await rival.query(
+          `INSERT INTO ${quoteIdentifier(schema)}.journal (persistence_id, entity_id, sequence, type_url, payload) VALUES ($1, 'raced', 1, 't', 'rival')`,
+          [PID],
+        );
+        const raced = store.journal.append(append("raced", 0, "mine"));
+        await waitForLockWait();
+        await rival.query("COMMIT");
+        await assert.rejects(raced, SequenceConflictError);
+        await marker("m2");
+        assert.deepEqual(heard, ["m2"], "a batch that inserted no journal row or topic message notified");
+
+        // The one-by-one path notifies for what it wrote.
+        heard.length = 0;
+        await rival.query("BEGIN");
+        await rival.query(
+          `INSERT INTO ${quoteIdentifier(schema)}.journal (persistence_id, entity_id, sequence, type_url, payload) VALUES ($1, 'raced-2', 1, 't', 'rival')`,
+          [PID],
+        );
+        const results = Promise.allSettled([store.journal.append(append("raced-2", 0, "mine")), store.journal.append(append("other", 0, "b"))]);
+        await waitForLockWait();
+        await rival.query("COMMIT");
+        assert.deepEqual(
+          (await results).map((r) => r.status),
+          ["rejected", "fulfilled"],
+        );
+        await marker("m3");
+        assert.deepEqual(heard, ["", "m3"]);
+      } finally {
+        await Promise.all([probe.end(), rival.end()]);
+        await store.close();
+      }
+    });
+
+    test("a rejected append wakes no listener of another store", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        await a.journal.append(append("cart-1", 0, "a"));
+        const woken = listen(b);
+        await until(() => woken.calls >= 1, "the call when listening starts");
+        const calls = woken.calls;
+        await assert.rejects(a.journal.append(append("cart-1", 0, "again")), SequenceConflictError);
+        await sleep(300);
+        assert.equal(woken.calls, calls);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("a store on another schema of the database is not woken", async () => {
+      const schema = freshSchema();
+      const other = freshSchema();
+      assert.notEqual(notifyChannel(schema), notifyChannel(other));
+      assert.match(notifyChannel(schema), /^cloudstate_[0-9a-f]{16}$/);
+      const [a, b, c] = await Promise.all([
+        PostgresStore.open(server.url, { schema }),
+        PostgresStore.open(server.url, { schema }),
+        PostgresStore.open(server.url, { schema: other }),
+      ]);
+      try {
+        const same = listen(b);
+        const elsewhere = listen(c);
+        await until(() => same.calls >= 1 && elsewhere.calls >= 1, "the calls when listening starts");
+        const [sameCalls, elsewhereCalls] = [same.calls, elsewhere.calls];
+        await a.journal.append(append("cart-1", 0, "a"));
+        await a.topics.publish([message("1")]);
+        await until(() => same.calls >= sameCalls + 2, "wake-ups on the same schema");
+        await sleep(300); // c's session was signalled together with b's
+        assert.equal(elsewhere.calls, elsewhereCalls);
+      } finally {
+        await Promise.all([a, b, c].map((s) => s.close()));
+      }
+    });
+
+    test("a removed listener is not called; removing the last closes the listening connection, a new one opens it again, close closes it", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        assert.deepEqual(await listeners(schema), [], "no listener, no connection");
+        const first = listen(b);
+        const second = listen(b);
+        await until(() => first.calls >= 1 && second.calls >= 1, "the calls when listening starts");
+        assert.equal((await listeners(schema)).length, 1, "one connection for every listener of a store");
+
+        first.remove();
+        first.remove(); // twice is harmless
+        const [firstCalls, secondCalls] = [first.calls, second.calls];
+        await a.journal.append(append("cart-1", 0, "a"));
+        await until(() => second.calls > secondCalls, "wake-up of the remaining listener");
+        assert.equal(first.calls, firstCalls, "a removed listener was called");
+        assert.equal((await listeners(schema)).length, 1);
+
+        second.remove();
+        await until(async () => (await listeners(schema)).length === 0, "the listening connection closing");
+        const last = second.calls;
+        await a.journal.append(append("cart-1", 1, "b"));
+        await sleep(200);
+        assert.equal(second.calls, last);
+
+        const again = listen(b);
+        await until(() => again.calls >= 1, "the call when listening starts again");
+        assert.equal((await listeners(schema)).length, 1);
+        await b.close(); // with a listener still registered
+        await until(async () => (await listeners(schema)).length === 0, "close closing the listening connection");
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("when its connection is terminated, the store listens again, calls the listeners once to catch up, and wakes on later writes", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        const woken = listen(b);
+        await until(() => woken.calls >= 1, "the call when listening starts");
+        const [pid] = await listeners(schema);
+        const calls = woken.calls;
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid = $1", [pid]);
+        // Nobody writes: the only call can be the catch-up (for writes nobody heard while it was down).
+        await until(() => woken.calls > calls, "the catch-up call");
+        assert.equal(woken.calls, calls + 1);
+        const pids = await listeners(schema);
+        assert.equal(pids.length, 1);
+        assert.notEqual(pids[0], pid, "a new connection");
+        const later = woken.calls;
+        await a.journal.append(append("cart-1", 0, "a"));
+        await until(() => woken.calls > later, "wake-up after reconnecting", 1_000);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("across a database restart: the dropped listening connection crashes nothing, and comes back with a catch-up call", async () => {
+      const schema = freshSchema();
+      const [a, b] = await Promise.all([PostgresStore.open(server.url, { schema }), PostgresStore.open(server.url, { schema })]);
+      try {
+        const woken = listen(b);
+        await until(() => woken.calls >= 1, "the call when listening starts");
+        await server.stop();
+        const calls = woken.calls;
+        try {
+          await assert.rejects(a.journal.append(append("cart-1", 0, "lost")), StoreUnavailableError);
+          await sleep(500); // a few failed reconnection attempts
+        } finally {
+          await server.restart();
+        }
+        // Nothing was written: the only call can be the catch-up.
+        await until(() => woken.calls > calls, "the catch-up call", 10_000);
+        assert.equal(woken.calls, calls + 1);
+        assert.equal((await listeners(schema)).length, 1);
+        const later = woken.calls;
+        await a.journal.append(append("cart-1", 0, "a"));
+        await until(() => woken.calls > later, "wake-up after the restart", 1_000);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
       }
     });
   });

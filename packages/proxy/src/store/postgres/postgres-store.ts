@@ -16,6 +16,10 @@
 // run inside the batch's transaction against committed data, and the primary keys reject the
 // loser of any race between two proxies (batch.ts).
 //
+// Wake-ups across processes (onExternalWrite): batches that write journal rows or topic messages
+// NOTIFY the schema's channel as they commit (batch.ts), and the store LISTENs on one connection of
+// its own, outside the pool, while it has listeners (notifications.ts).
+//
 // Unavailability: connection attempts and statements time out after a few seconds, every failure
 // rejects the writes of its batch (or the read) with StoreUnavailableError and discards the
 // connection, and the pool opens new connections when PostgreSQL is back.
@@ -53,6 +57,7 @@ import {
 } from "../store.js";
 import { BatchSql, commitBatch, type BatchWrite, type ValueTable, type WriteOutcome } from "./batch.js";
 import { describePostgres, parsePostgresUrl, type PostgresConnection } from "./connection.js";
+import { ExternalWriteListeners } from "./notifications.js";
 import { migrate, quoteIdentifier, SchemaError, schemaVersion } from "./schema.js";
 
 export interface PostgresStoreOptions {
@@ -123,6 +128,7 @@ export class PostgresStore implements Store {
   private batches = 0;
   private writes = 0;
   private readonly commits = new CommitListeners();
+  private readonly externalWrites: ExternalWriteListeners;
 
   /**
    * Connects, creates or migrates the schema, and returns the open store. Rejects with
@@ -191,6 +197,17 @@ export class PostgresStore implements Store {
     // here; a connection in use also fails its query, which is where the error is handled.
     this.pool.on("error", ignore);
     this.pool.on("connect", (client) => client.on("error", ignore));
+    this.externalWrites = new ExternalWriteListeners(
+      {
+        ...connectionConfig(connection),
+        connectionTimeoutMillis: settings.connectTimeoutMs,
+        // For LISTEN, and its heartbeat: a server that stopped answering gets the connection replaced.
+        query_timeout: settings.statementTimeoutMs + 1_000,
+        keepAlive: true,
+        application_name: APPLICATION_NAME,
+      },
+      settings.schema,
+    );
 
     this.journal = {
       recover: (persistenceId, entityId) => this.recover(persistenceId, entityId),
@@ -215,6 +232,16 @@ export class PostgresStore implements Store {
     return this.commits.add(listener);
   }
 
+  /**
+   * Listens on the schema's notification channel (one connection of its own, opened with the first
+   * listener and closed with the last): called when a batch of any store on this schema, in this
+   * process or another, committed journal rows or topic messages, and once whenever listening
+   * (re)starts.
+   */
+  onExternalWrite(listener: () => void): () => void {
+    return this.externalWrites.add(listener);
+  }
+
   async settings(): Promise<PostgresSettings> {
     const client = await this.connect();
     try {
@@ -232,17 +259,21 @@ export class PostgresStore implements Store {
     }
   }
 
-  /** Commits the writes still queued (or rejects them if PostgreSQL is unreachable), then disconnects. */
+  /**
+   * Commits the writes still queued (or rejects them if PostgreSQL is unreachable), then
+   * disconnects; stops listening for external writes at once.
+   */
   close(): Promise<void> {
     if (!this.ended) {
       this.closed = true;
+      const listening = this.externalWrites.close();
       this.ended = (async () => {
         if (this.queue.length > 0 || this.inFlight > 0) {
           const drained = new Promise<void>((resolve) => (this.idle = resolve));
           this.startBatches();
           await drained;
         }
-        await this.pool.end();
+        await Promise.all([this.pool.end(), listening]);
       })();
     }
     return this.ended;

@@ -255,6 +255,11 @@ export class SqliteStore implements Store {
     return this.commits.add(listener);
   }
 
+  /** Never calls the listener: one process owns the database file, and onCommit sees every write. */
+  onExternalWrite(): () => void {
+    return () => undefined;
+  }
+
   settings(): SqliteSettings {
     this.checkOpen();
     return {
