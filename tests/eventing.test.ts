@@ -14,7 +14,7 @@ import { serve, type UserFunctionServer } from "@cloudstate-ts/sdk";
 import type { RunningProxy } from "../packages/proxy/src/index.js";
 import type { DeadLetter } from "../packages/proxy/src/store/store.js";
 import { counterEntity } from "../packages/sdk/src/testdata/counter.js";
-import { eventSubscriber, journalEntity, tallyEntity } from "../packages/sdk/src/testdata/eventing.js";
+import { anyCounterEntity, eventSubscriber, journalEntity, tallyEntity } from "../packages/sdk/src/testdata/eventing.js";
 import { Counter } from "../packages/sdk/src/testdata/gen/sdktest/counter_pb.js";
 import { AddedSchema } from "../packages/sdk/src/testdata/gen/sdktest/domain_pb.js";
 import { EventSubscriber, SummarySchema, Tally } from "../packages/sdk/src/testdata/gen/sdktest/eventing_pb.js";
@@ -45,7 +45,7 @@ describe("eventing through the proxy", () => {
   const base = () => `http://127.0.0.1:${proxy.port}/eventing/topics`;
 
   before(async () => {
-    server = await serve({ entities: [counterEntity(), eventSubscriber(), tallyEntity(), journalEntity()], port: 0, host: "127.0.0.1", logger: quiet });
+    server = await serve({ entities: [counterEntity(), eventSubscriber(), tallyEntity(), journalEntity(), anyCounterEntity()], port: 0, host: "127.0.0.1", logger: quiet });
     proxy = await startTestProxy(server.port, {
       store: `sqlite:${join(dir, "cloudstate.db")}`,
       metricsPort: 0,
@@ -207,6 +207,17 @@ describe("eventing through the proxy", () => {
     await eventually(async () => (letter = (await proxy.store.deadLetters.list(50)).find((l) => l.messageId === orphan["ce-id"])) !== undefined, () => "the dead letter");
     assert.match(letter!.error, /no entity id/);
     assert.equal(letter!.attempts, 1, "no retries: it can never address an entity");
+  });
+
+  test("a CRDT subscriber: a GCounter per subject counts what the topic says and publishes its totals", async () => {
+    for (const [amount, subject] of [[2, "g1"], [3, "g1"], [10, "g2"], [4, "g1"]] as const) {
+      assert.equal((await publish("counts", JSON.stringify({ amount }), ce("sdktest.Amount", "application/json", { "ce-subject": subject }))).status, 200);
+    }
+    const totals = await awaitMessages("count-totals", 4);
+    const bySubject = (s: string) => totals.filter((e) => e.subject === s).map((e) => (e.data as { value: number }).value);
+    assert.deepEqual(bySubject("g1"), [2, 5, 9], "one GCounter for g1, its increments in order");
+    assert.deepEqual(bySubject("g2"), [10]);
+    assert.equal(totals[0]!.type, "sdktest.Total");
   });
 
   test("a subscriber that keeps failing is retried, then its message becomes a dead letter, and the next message is delivered", async () => {
