@@ -255,7 +255,7 @@ describe("discovery errors", () => {
   test("`cloudstate proxy` exits non-zero with that one line on stderr", { timeout: 30_000 }, async () => {
     const uf = await startBadSpecUserFunction({ problem: "no-entity-key" });
     running.push(() => uf.close());
-    const proxy = await spawnProxyProcess({ ufPort: uf.port, storePath: join(tempDir(), "db.sqlite"), extraArgs: ["--log-level", "info"] });
+    const proxy = spawnProxyProcess({ ufPort: uf.port, storePath: join(tempDir(), "db.sqlite"), extraArgs: ["--log-level", "info"] });
     const code = await proxy.exited;
     assert.notEqual(code, 0);
     assert.notEqual(code, null);

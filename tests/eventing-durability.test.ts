@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { cartScript, counted, differences, expectedView, readView, runScript } from "./support/cart-projection.js";
 import { eventually, GrpcClient } from "./support/grpc-client.js";
-import { freePort, startExampleUserFunctionProcess, startProxyProcess, stopAll, tempDir } from "./support/processes.js";
+import { startExampleUserFunctionProcess, startProxyProcess, stopAll, tempDir } from "./support/processes.js";
 
 const CARTS = 1_000;
 const EVENTS = CARTS * 10;
@@ -28,13 +28,13 @@ describe("eventing across a proxy crash", () => {
     // Relaxed durability: a kill -9 of the process loses nothing with it (WAL in the OS), and the
     // test stays short. The first proxy consumes slowly (2 messages at a time) so that the kill
     // lands in the middle of the consumption.
-    const firstMetrics = await freePort();
     let proxy = await startProxyProcess({
       ufPort: uf.port,
       storePath: db,
-      extraArgs: ["--durability", "relaxed", "--metrics-port", String(firstMetrics)],
+      extraArgs: ["--durability", "relaxed"],
       env: { CLOUDSTATE_EVENTING_MAX_IN_FLIGHT: "2", CLOUDSTATE_EVENTING_COMMIT_INTERVAL_MS: "100" },
     });
+    const firstMetrics = proxy.metricsPort!;
     const script = cartScript(CARTS, 10);
     const expected = expectedView(script);
     const clients = Array.from({ length: CALLERS }, () => new GrpcClient(proxy.port));
@@ -51,8 +51,8 @@ describe("eventing across a proxy crash", () => {
     t.diagnostic(`killed with ${before} of ${EVENTS} events counted in the view (${deliveredBefore} delivered)`);
     assert.ok(before < BigInt(EVENTS), "the kill must land while the projection is still consuming");
 
-    const secondMetrics = await freePort();
-    proxy = await startProxyProcess({ ufPort: uf.port, storePath: db, extraArgs: ["--durability", "relaxed", "--metrics-port", String(secondMetrics)] });
+    proxy = await startProxyProcess({ ufPort: uf.port, storePath: db, extraArgs: ["--durability", "relaxed"] });
+    const secondMetrics = proxy.metricsPort!;
     client = new GrpcClient(proxy.port);
     let view = await readView(client);
     await eventually(

@@ -11,7 +11,7 @@ import { status, type ServiceError } from "@grpc/grpc-js";
 import { CartClient } from "./support/cart-client.js";
 import { assertContiguous } from "./support/journal.js";
 import { createDatabase, readPostgresJournal } from "./support/postgres-journal.js";
-import { freePort, pollUntil, startExampleUserFunctionProcess, startProxyProcess, startRawUserFunctionProcess, stopAll, type TrackedProcess } from "./support/processes.js";
+import { pollUntil, startExampleUserFunctionProcess, startProxyProcess, startRawUserFunctionProcess, stopAll, type TrackedProcess } from "./support/processes.js";
 import { cartScript, counted, differences, expectedView, readView, runScript } from "./support/cart-projection.js";
 import { eventually, GrpcClient } from "./support/grpc-client.js";
 import { startRawCartUserFunction, type RawUserFunction } from "./fixtures/raw-cart-user-function.js";
@@ -338,17 +338,16 @@ describe("durability on the PostgreSQL store (proxy and user function as process
   test("two proxies on one PostgreSQL with an event-log projection: one consumes at a time; after a kill -9 of it, the other takes over and the view is exact", { timeout: 90_000 }, async (t) => {
     const url = await freshDatabase();
     const uf = await startExampleUserFunctionProcess("shopping-cart");
-    const metricsPorts = [await freePort(), await freePort()];
-    const start = (metricsPort: number) =>
+    const start = () =>
       startProxyProcess({
         ufPort: uf.port,
         store: url,
-        extraArgs: ["--metrics-port", String(metricsPort)],
         // A short lease so that the take-over happens within the test; few messages at a time so
         // that the kill lands mid-consumption.
         env: { CLOUDSTATE_EVENTING_LEASE_MS: "1500", CLOUDSTATE_EVENTING_MAX_IN_FLIGHT: "4" },
       });
-    const proxies = await Promise.all(metricsPorts.map(start));
+    const proxies = await Promise.all([start(), start()]);
+    const metricsPorts = proxies.map((p) => p.metricsPort!);
     const delivered = async (metricsPort: number) => {
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       return Number(/cloudstate_eventing_messages_total\{group="com\.example\.shoppingcart\.CartEvents",source="event-log:shopping-cart",outcome="delivered"\} (\d+)/.exec(text)?.[1] ?? 0);

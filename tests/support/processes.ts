@@ -20,6 +20,8 @@ const MAX_OUTPUT = 64 * 1024;
 export interface TrackedProcess {
   /** The port it serves on (0 for a process that does not serve). */
   readonly port: number;
+  /** A proxy's metrics port, when it reported one. */
+  readonly metricsPort?: number | undefined;
   readonly pid: number;
   /** Sends a signal if the process is still running (default SIGKILL). */
   kill(signal?: NodeJS.Signals): void;
@@ -160,7 +162,7 @@ async function waitUntilReady(proc: TrackedProcess, name: string, ready: () => P
         }
         return ready();
       },
-      () => `${name} to get ready on port ${proc.port}; stderr:\n${proc.stderr()}`,
+      () => `${name} to get ready on port ${proc.port}; stderr:\n${proc.stderr()}\nstdout:\n${proc.stdout()}`,
       { timeoutMs, intervalMs: 50 },
     );
   } catch (e) {
@@ -177,7 +179,7 @@ export interface ProxyProcessOptions {
   readonly storePath?: string;
   /** Any store spec (`--store SPEC`), e.g. `postgres://user:pass@127.0.0.1:5432/db`; wins over storePath. */
   readonly store?: string;
-  /** The proxy's port; a free one by default. */
+  /** The proxy's port; by default the proxy binds a free one itself and reports it. */
   readonly port?: number;
   /** More `cloudstate proxy` flags, e.g. ["--shutdown-grace", "2000"]. `--log-level warn` unless given. */
   readonly extraArgs?: readonly string[];
@@ -187,8 +189,8 @@ export interface ProxyProcessOptions {
 }
 
 /** Spawns `cloudstate proxy` without waiting for it (for a start that is expected to fail). */
-export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<TrackedProcess> {
-  const port = options.port ?? (await freePort());
+export function spawnProxyProcess(options: ProxyProcessOptions): TrackedProcess {
+  const port = options.port ?? 0;
   const extra = options.extraArgs ?? [];
   if (options.store === undefined && options.storePath === undefined) throw new Error("spawnProxyProcess: give store or storePath");
   const args = [
@@ -210,10 +212,23 @@ export async function spawnProxyProcess(options: ProxyProcessOptions): Promise<T
   return spawnNode(args, { port, env: options.env });
 }
 
-/** Starts `cloudstate proxy` and resolves once GET /ready answers 200. */
+/**
+ * Starts `cloudstate proxy` and resolves once it is ready: GET /ready answers 200 on the given
+ * port, or (without one) once it reports the port it bound, with its metrics port. Letting the
+ * proxy bind port 0 itself avoids the race of a port picked free here and taken by another
+ * process (parallel test files) before the proxy binds it.
+ */
 export async function startProxyProcess(options: ProxyProcessOptions): Promise<TrackedProcess> {
-  const proc = await spawnProxyProcess(options);
-  return waitUntilReady(proc, `proxy (pid ${proc.pid})`, async () => (await httpStatus(proc.port, "/ready")) === 200, options.readyTimeoutMs ?? 30_000);
+  const proc = spawnProxyProcess(options);
+  const name = `proxy (pid ${proc.pid})`;
+  const timeoutMs = options.readyTimeoutMs ?? 30_000;
+  if (options.port !== undefined) {
+    return waitUntilReady(proc, name, async () => (await httpStatus(proc.port, "/ready")) === 200, timeoutMs);
+  }
+  await waitUntilReady(proc, name, () => Promise.resolve(/cloudstate proxy ready on [^\s]+:\d+ /.test(proc.stderr())), timeoutMs);
+  const port = Number(/cloudstate proxy ready on [^\s]+:(\d+) /.exec(proc.stderr())![1]);
+  const metrics = /metrics: http:\/\/[^\s]+:(\d+)\/metrics/.exec(proc.stderr());
+  return { ...proc, port, metricsPort: metrics ? Number(metrics[1]) : undefined };
 }
 
 export interface UserFunctionProcessOptions {
@@ -231,11 +246,18 @@ export async function startRawUserFunctionProcess(options: UserFunctionProcessOp
   return waitUntilReady(proc, `user function (pid ${proc.pid})`, () => accepts(port), options.readyTimeoutMs ?? 30_000);
 }
 
-/** Starts an example's user function (`examples/<name>/src/main.ts`, our SDK) as a process, on a free port. */
+/**
+ * Starts an example's user function (`examples/<name>/src/main.ts`, our SDK) as a process: on the
+ * given port, or on one it binds itself (PORT=0) and reports ("user function listening on …").
+ */
 export async function startExampleUserFunctionProcess(name: string, options: UserFunctionProcessOptions = {}): Promise<TrackedProcess> {
-  const port = options.port ?? (await freePort());
-  const proc = spawnNode(["--import", "tsx", join(ROOT, "examples", name, "src/main.ts")], { port, env: { ...options.env, PORT: String(port), HOST: "127.0.0.1" } });
-  return waitUntilReady(proc, `${name} user function (pid ${proc.pid})`, () => accepts(port), options.readyTimeoutMs ?? 30_000);
+  const proc = spawnNode(["--import", "tsx", join(ROOT, "examples", name, "src/main.ts")], {
+    port: options.port ?? 0,
+    env: { ...options.env, PORT: String(options.port ?? 0), HOST: "127.0.0.1" },
+  });
+  const listening = /user function listening on [^\s]+:(\d+)/;
+  await waitUntilReady(proc, `${name} user function (pid ${proc.pid})`, () => Promise.resolve(listening.test(proc.stderr())), options.readyTimeoutMs ?? 30_000);
+  return { ...proc, port: Number(listening.exec(proc.stderr())![1]) };
 }
 
 /** Kills (SIGKILL) every tracked process still running, waits for them, and removes tempDir()s. */
