@@ -205,3 +205,19 @@ export function machineCpu(): { busy: number; iowait: number; steal: number } | 
     return undefined;
   }
 }
+
+/** Number options, checked; a bad value goes to `usage` (which stops the bench with its help). */
+export function optionParsers(usage: (message: string) => never) {
+  return {
+    int(option: string, value: string): number {
+      const n = Number(value);
+      if (!Number.isSafeInteger(n) || n < 1) usage(`--${option} must be a positive integer, got "${value}"`);
+      return n;
+    },
+    num(option: string, value: string, above: number): number {
+      const n = Number(value);
+      if (!Number.isFinite(n) || n <= above) usage(`--${option} must be a number > ${above}, got "${value}"`);
+      return n;
+    },
+  };
+}

@@ -26,6 +26,7 @@ import {
   HOST,
   httpReady,
   killChildrenOnSignal,
+  optionParsers,
   machineCpu,
   progress,
   ROOT,
@@ -168,17 +169,7 @@ function parseParams(argv: string[]): Params {
   };
 }
 
-function int(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got "${value}"`);
-  return n;
-}
-
-function num(name: string, value: string, above: number): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= above) usage(`--${name} must be a number > ${above}, got "${value}"`);
-  return n;
-}
+const { int, num } = optionParsers(usage);
 
 function usage(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
