@@ -249,6 +249,17 @@ describe("eventing through the proxy", () => {
     assert.equal(published!.subject, undefined, "an action has no entity: no subject");
   });
 
+  test("data=json renders protobuf data of the user function's types as JSON", async () => {
+    const [raw] = await page("counter-summaries");
+    const res = await fetch(`${base()}/counter-summaries?after=0&limit=1&data=json`);
+    const [json] = ((await res.json()) as { events: CloudEventJson[] }).events;
+    assert.equal(json!.datacontenttype, "application/json");
+    assert.equal(json!.data_base64, undefined);
+    assert.deepEqual(json!.data, { text: summaryOf(raw!) });
+    assert.deepEqual([json!.id, json!.type, json!.offset], [raw!.id, raw!.type, raw!.offset]);
+    assert.equal((await fetch(`${base()}/counter-summaries?data=xml`)).status, 400);
+  });
+
   test("publishing the same (source, id) again stores it once", async () => {
     const headers = ce("greeting", "text/plain");
     const first = await publish("inbox", "once", headers);

@@ -7,10 +7,10 @@
 // Only the topics the user function's methods consume or publish exist here.
 import { timingSafeEqual } from "node:crypto";
 import type * as http from "node:http";
-import { fromBinary, type Registry } from "@bufbuild/protobuf";
+import { fromBinary, toJson, type Registry } from "@bufbuild/protobuf";
 import type { TopicMessage, TopicPublish } from "../store/store.js";
 import type { Logger } from "../telemetry/logger.js";
-import { dataKind, SPEC_VERSION, structured } from "./cloudevents.js";
+import { dataKind, SPEC_VERSION, structured, type StructuredCloudEvent } from "./cloudevents.js";
 import type { Eventing } from "./eventing.js";
 import type { EventingPlan } from "./subscriptions.js";
 import type { RouteTable } from "../ingress/http/routes.js";
@@ -223,13 +223,17 @@ export class EventingEndpoints {
     if (!/^\d{1,15}$/.test(afterText)) throw new BadRequest(`after / Last-Event-ID must be an offset (a whole number), got "${afterText}"`);
     let after = Number(afterText);
     const source = this.o.eventing.broker.topic(topic);
+    const dataFormat = url.searchParams.get("data") ?? "raw";
+    if (dataFormat !== "raw" && dataFormat !== "json") throw new BadRequest(`data must be raw or json, got "${dataFormat}"`);
+    // data=json: protobuf data of the user function's types as JSON, for readers without the .proto.
+    const render = (m: TopicMessage) => (dataFormat === "json" ? this.asJson(m) : structured(m, m.data, m.offset));
     const sse = (req.headers.accept ?? "").includes("text/event-stream");
     if (!sse) {
       const limitText = url.searchParams.get("limit") ?? String(PAGE);
       if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new BadRequest("limit must be between 1 and 1000");
       const messages = await readTopic(this.o.eventing, topic, after, Number(limitText));
       const next = messages.length > 0 ? messages[messages.length - 1]!.offset : after;
-      send(res, 200, { topic, events: messages.map((m) => structured(m, m.data, m.offset)), next: String(next) });
+      send(res, 200, { topic, events: messages.map(render), next: String(next) });
       return;
     }
     if (this.closed) throw new BadRequest("the proxy is shutting down", 503);
@@ -250,7 +254,7 @@ export class EventingEndpoints {
         const messages = await readTopic(this.o.eventing, topic, after, PAGE);
         for (const m of messages) {
           // A slow reader holds the stream back instead of piling the topic up in memory.
-          if (!res.write(`id: ${m.offset}\ndata: ${JSON.stringify(structured(m, m.data, m.offset))}\n\n`)) await drained(res);
+          if (!res.write(`id: ${m.offset}\ndata: ${JSON.stringify(render(m))}\n\n`)) await drained(res);
           after = m.offset;
         }
         if (messages.length === PAGE) continue;
@@ -268,6 +272,19 @@ export class EventingEndpoints {
       unwatch();
       this.streams.delete(res);
       res.end();
+    }
+  }
+
+  /** The structured event, with protobuf data of a known type as JSON (else as stored). */
+  private asJson(m: TopicMessage): StructuredCloudEvent {
+    const schema = dataKind(m.contentType) === "protobuf" ? this.o.registry.getMessage(m.type) : undefined;
+    if (schema === undefined) return structured(m, m.data, m.offset);
+    try {
+      const data = toJson(schema, fromBinary(schema, m.data), { registry: this.o.registry });
+      const { data_base64: _, ...event } = structured(m, m.data, m.offset);
+      return { ...event, datacontenttype: "application/json", data };
+    } catch {
+      return structured(m, m.data, m.offset);
     }
   }
 
