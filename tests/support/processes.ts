@@ -42,19 +42,6 @@ process.once("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** A fresh temporary directory, removed by stopAll(). */
 export function tempDir(prefix = "cloudstate-test-"): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -225,10 +212,15 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<T
   if (options.port !== undefined) {
     return waitUntilReady(proc, name, async () => (await httpStatus(proc.port, "/ready")) === 200, timeoutMs);
   }
-  await waitUntilReady(proc, name, () => Promise.resolve(/cloudstate proxy ready on [^\s]+:\d+ /.test(proc.stderr())), timeoutMs);
-  const port = Number(/cloudstate proxy ready on [^\s]+:(\d+) /.exec(proc.stderr())![1]);
-  const metrics = /metrics: http:\/\/[^\s]+:(\d+)\/metrics/.exec(proc.stderr());
-  return { ...proc, port, metricsPort: metrics ? Number(metrics[1]) : undefined };
+  // The summary: its first line has the port; its last the metrics port, unless metrics are off.
+  const extra = options.extraArgs ?? [];
+  const metricsFlag = extra.indexOf("--metrics-port");
+  const metricsOff = metricsFlag >= 0 && /^(off|-1)$/i.test(extra[metricsFlag + 1] ?? "");
+  const ready = /cloudstate proxy ready on [^\s]+:(\d+) /;
+  const metrics = /metrics: http:\/\/[^\s]+:(\d+)\/metrics/;
+  await waitUntilReady(proc, name, () => Promise.resolve(ready.test(proc.stderr()) && (metricsOff || metrics.test(proc.stderr()))), timeoutMs);
+  const metricsPort = metrics.exec(proc.stderr())?.[1];
+  return { ...proc, port: Number(ready.exec(proc.stderr())![1]), metricsPort: metricsPort === undefined ? undefined : Number(metricsPort) };
 }
 
 export interface UserFunctionProcessOptions {
@@ -239,11 +231,19 @@ export interface UserFunctionProcessOptions {
   readonly readyTimeoutMs?: number;
 }
 
-/** Starts the raw cart user function as a process and resolves once its port accepts connections. */
+/**
+ * Starts the raw cart user function as a process: on the given port (a restart where the proxy
+ * expects it) once that port accepts connections, or on one it binds itself and reports.
+ */
 export async function startRawUserFunctionProcess(options: UserFunctionProcessOptions = {}): Promise<TrackedProcess> {
-  const port = options.port ?? (await freePort());
-  const proc = spawnNode(["--import", "tsx", RAW_USER_FUNCTION], { port, env: { ...options.env, PORT: String(port) } });
-  return waitUntilReady(proc, `user function (pid ${proc.pid})`, () => accepts(port), options.readyTimeoutMs ?? 30_000);
+  const { port } = options;
+  const proc = spawnNode(["--import", "tsx", RAW_USER_FUNCTION], { port: port ?? 0, env: { ...options.env, PORT: String(port ?? 0) } });
+  const name = `user function (pid ${proc.pid})`;
+  const timeoutMs = options.readyTimeoutMs ?? 30_000;
+  if (port !== undefined) return waitUntilReady(proc, name, () => accepts(port), timeoutMs);
+  const listening = /raw cart user function on [^\s]+:(\d+)/;
+  await waitUntilReady(proc, name, () => Promise.resolve(listening.test(proc.stdout())), timeoutMs);
+  return { ...proc, port: Number(listening.exec(proc.stdout())![1]) };
 }
 
 /**
