@@ -1,11 +1,12 @@
 // The broker is replaceable: topics through an adapter passed to startProxy (here an in-memory one,
-// written against the Broker interface only, as an adapter for NATS JetStream or Kafka would be).
+// written against the Broker interface only, as an adapter for NATS JetStream or Kafka would be: it
+// stores messages; keys and payload conventions are the proxy's).
 // The same user function and the same HTTP endpoints work unchanged, and the proxy's store holds
 // no topic message and no topic consumer position.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { serve, type UserFunctionServer } from "@cloudstate-ts/sdk";
-import type { Broker, ConsumerOffsets, ConsumerPosition, MessageSource, RunningProxy, TopicInfo, TopicMessage, TopicPublish } from "../packages/proxy/src/index.js";
+import type { Broker, ConsumerOffsets, ConsumerPosition, RunningProxy, TopicInfo, TopicMessage, TopicPublish } from "../packages/proxy/src/index.js";
 import { counterEntity } from "../packages/sdk/src/testdata/counter.js";
 import { eventSubscriber } from "../packages/sdk/src/testdata/eventing.js";
 import { eventually } from "./support/grpc-client.js";
@@ -33,22 +34,13 @@ class InMemoryBroker implements Broker {
     return Promise.resolve(offsets);
   }
 
-  topic(name: string): MessageSource {
-    return {
-      id: `topic:${name}`,
-      read: (after, limit) =>
-        Promise.resolve(
-          (this.logs.get(name) ?? [])
-            .filter((m) => m.offset > after)
-            .slice(0, limit)
-            .map((m) => ({ ...m, key: m.subject, payload: anyOf(m), data: m.data })),
-        ),
-      head: () => Promise.resolve(this.logs.get(name)?.length ?? 0),
-      watch: (wake) => {
-        this.watchers.add(wake);
-        return () => this.watchers.delete(wake);
-      },
-    };
+  read(topic: string, after: number, limit: number): Promise<TopicMessage[]> {
+    return Promise.resolve((this.logs.get(topic) ?? []).filter((m) => m.offset > after).slice(0, limit));
+  }
+
+  watch(wake: () => void): () => void {
+    this.watchers.add(wake);
+    return () => this.watchers.delete(wake);
   }
 
   topics(): Promise<TopicInfo[]> {
@@ -83,12 +75,6 @@ class InMemoryBroker implements Broker {
         [...this.positions].map(([key, p]): ConsumerPosition => ({ group: key.split(" ")[0]!, source: key.split(" ")[1]!, offset: p.offset, owner: p.owner })),
       ),
   };
-}
-
-/** Text and JSON only: what this test publishes. */
-function anyOf(m: TopicMessage): { typeUrl: string; value: Uint8Array } {
-  const field1 = new Uint8Array([0x0a, m.data.length, ...m.data]);
-  return m.contentType.startsWith("text/") ? { typeUrl: "p.cloudstate.io/string", value: field1 } : { typeUrl: `json.cloudstate.io/${m.type}`, value: field1 };
 }
 
 describe("a broker adapter in place of the store's topic logs", () => {

@@ -12,7 +12,7 @@ import type { Logger } from "../telemetry/logger.js";
 import type { ProxyMetrics } from "../telemetry/metrics.js";
 import { cloudEventMetadata, dataOfAny, protobufFromJson, TypeUrls, type AnyPayload } from "./cloudevents.js";
 import { Consumer, PoisonMessageError, type ConsumerSettings, type ConsumerStatus } from "./consumer.js";
-import { eventLogSource, StoreBroker, type Broker, type MessageSource, type SourceMessage } from "./sources.js";
+import { eventLogSource, StoreBroker, topicSource, type Broker, type MessageSource, type SourceMessage } from "./sources.js";
 import type { EventingPlan, Subscription } from "./subscriptions.js";
 
 const ANY_TYPE_URL = "type.googleapis.com/google.protobuf.Any";
@@ -58,7 +58,7 @@ export class Eventing {
   constructor(private readonly o: EventingOptions) {
     this.broker = o.broker ?? new StoreBroker(o.store);
     for (const subscription of o.plan.subscriptions) {
-      const source = subscription.kind === "eventLog" ? eventLogSource(o.store, subscription.name) : this.broker.topic(subscription.name);
+      const source = subscription.kind === "eventLog" ? eventLogSource(o.store, subscription.name) : topicSource(this.broker, subscription.name);
       const offsets = subscription.kind === "eventLog" ? o.store.offsets : this.broker.offsets;
       const log = o.log.child({ group: subscription.group, source: source.id });
       const consumer = new Consumer(

@@ -222,7 +222,7 @@ export class EventingEndpoints {
     const afterText = url.searchParams.get("after") ?? (typeof last === "string" ? last : undefined) ?? "0";
     if (!/^\d{1,15}$/.test(afterText)) throw new BadRequest(`after / Last-Event-ID must be an offset (a whole number), got "${afterText}"`);
     let after = Number(afterText);
-    const source = this.o.eventing.broker.topic(topic);
+    const { broker } = this.o.eventing;
     const dataFormat = url.searchParams.get("data") ?? "raw";
     if (dataFormat !== "raw" && dataFormat !== "json") throw new BadRequest(`data must be raw or json, got "${dataFormat}"`);
     // data=json: protobuf data of the user function's types as JSON, for readers without the .proto.
@@ -231,7 +231,7 @@ export class EventingEndpoints {
     if (!sse) {
       const limitText = url.searchParams.get("limit") ?? String(PAGE);
       if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new BadRequest("limit must be between 1 and 1000");
-      const messages = await readTopic(this.o.eventing, topic, after, Number(limitText));
+      const messages = await broker.read(topic, after, Number(limitText));
       const next = messages.length > 0 ? messages[messages.length - 1]!.offset : after;
       send(res, 200, { topic, events: messages.map(render), next: String(next) });
       return;
@@ -241,7 +241,7 @@ export class EventingEndpoints {
     res.write(": streaming topic " + topic + "\n\n");
     this.streams.add(res);
     let wake: (() => void) | undefined;
-    const unwatch = source.watch(() => wake?.());
+    const unwatch = broker.watch(() => wake?.());
     let open = true;
     const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), HEARTBEAT_MS);
     const finish = () => {
@@ -251,7 +251,7 @@ export class EventingEndpoints {
     res.on("close", finish);
     try {
       while (open && !this.closed) {
-        const messages = await readTopic(this.o.eventing, topic, after, PAGE);
+        const messages = await broker.read(topic, after, PAGE);
         for (const m of messages) {
           // A slow reader holds the stream back instead of piling the topic up in memory.
           if (!res.write(`id: ${m.offset}\ndata: ${JSON.stringify(render(m))}\n\n`)) await drained(res);
@@ -296,12 +296,6 @@ export class EventingEndpoints {
     const b = Buffer.from(token);
     return a.length === b.length && timingSafeEqual(a, b);
   }
-}
-
-function readTopic(eventing: Eventing, topic: string, after: number, limit: number): Promise<TopicMessage[]> {
-  return eventing.broker.topic(topic).read(after, limit).then((ms) =>
-    ms.map((m) => ({ topic, offset: m.offset, id: m.id, source: m.source, type: m.type, subject: m.subject, contentType: m.contentType, time: m.time, data: m.data })),
-  );
 }
 
 function parseJson(body: Uint8Array): unknown {

@@ -2,7 +2,7 @@
 // of one persistence id) or a topic of a Broker. The default broker keeps topics as durable logs in
 // the proxy's store; a broker adapter (NATS JetStream, Kafka, …) implements Broker instead, and
 // neither the consumers nor the entities change.
-import type { ConsumerOffsets, Store, TopicInfo, TopicPublish } from "../store/store.js";
+import type { ConsumerOffsets, Store, TopicInfo, TopicMessage, TopicPublish } from "../store/store.js";
 import { anyOfData, ContentTypes, type AnyPayload, type CloudEventAttributes } from "./cloudevents.js";
 
 export interface SourceMessage extends CloudEventAttributes {
@@ -27,17 +27,46 @@ export interface MessageSource {
   watch(wake: () => void): () => void;
 }
 
-/** Topics: publish, consume, and the consumer positions that go with them. */
+/**
+ * Topics as a broker keeps them: plain messages in, plain messages out. What consumers need on top
+ * (keys, the payload conventions) is topicSource's, so an adapter implements storage only.
+ */
 export interface Broker {
   readonly description: string;
   /** Appends the messages durably; resolves with their offsets. Idempotent per (topic, source, id). */
   publish(messages: readonly TopicPublish[]): Promise<number[]>;
-  topic(name: string): MessageSource;
+  /** Messages of the topic with offset > afterOffset, in offset order, at most `limit`. */
+  read(topic: string, afterOffset: number, limit: number): Promise<TopicMessage[]>;
+  /** Calls `wake` when any topic may have new messages (best effort: readers poll as well). */
+  watch(wake: () => void): () => void;
+  /** Every topic with its message count and head (highest offset given). */
   topics(): Promise<TopicInfo[]>;
   /** Where consumer groups of this broker's topics keep their positions and leases. */
   readonly offsets: ConsumerOffsets;
   /** Applies retention: drops messages published before `before` (ms since the epoch). */
   trim(before: number): Promise<number>;
+}
+
+/** A topic of a broker as consumers see it: keyed by subject, its data as the Any of §8's conventions. */
+export function topicSource(broker: Broker, name: string): MessageSource {
+  return {
+    id: `topic:${name}`,
+    read: async (afterOffset, limit) =>
+      (await broker.read(name, afterOffset, limit)).map((m) => ({
+        offset: m.offset,
+        id: m.id,
+        source: m.source,
+        type: m.type,
+        subject: m.subject,
+        contentType: m.contentType,
+        time: m.time,
+        key: m.subject,
+        payload: anyOfData(m.type, m.contentType, m.data),
+        data: m.data,
+      })),
+    head: async () => (await broker.topics()).find((t) => t.topic === name)?.head ?? 0,
+    watch: (wake) => broker.watch(wake),
+  };
 }
 
 /** The default broker: topics as logs in the proxy's own store (SQLite, PostgreSQL or memory). */
@@ -54,26 +83,12 @@ export class StoreBroker implements Broker {
     return this.store.topics.publish(messages);
   }
 
-  topic(name: string): MessageSource {
-    const { store } = this;
-    return {
-      id: `topic:${name}`,
-      read: async (afterOffset, limit) =>
-        (await store.topics.read(name, afterOffset, limit)).map((m) => ({
-          offset: m.offset,
-          id: m.id,
-          source: m.source,
-          type: m.type,
-          subject: m.subject,
-          contentType: m.contentType,
-          time: m.time,
-          key: m.subject,
-          payload: anyOfData(m.type, m.contentType, m.data),
-          data: m.data,
-        })),
-      head: async () => (await store.topics.topics()).find((t) => t.topic === name)?.head ?? 0,
-      watch: (wake) => watchStore(store, wake),
-    };
+  read(topic: string, afterOffset: number, limit: number): Promise<TopicMessage[]> {
+    return this.store.topics.read(topic, afterOffset, limit);
+  }
+
+  watch(wake: () => void): () => void {
+    return watchStore(this.store, wake);
   }
 
   topics(): Promise<TopicInfo[]> {
