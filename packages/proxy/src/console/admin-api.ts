@@ -219,37 +219,27 @@ export class AdminApi {
     const eventing = this.o.eventing;
     if (eventing === undefined) return { broker: null, consumers: [], topics: [] };
     const { store } = this.o;
-    const status = eventing.status();
-    const [infos, positions] = await Promise.all([eventing.broker.topics(), positionsOf([store.offsets, eventing.broker.offsets])]);
-    const topicHeads = new Map(infos.map((t) => [t.topic, t]));
-    const consumers = await Promise.all(
-      status.consumers.map(async (c) => {
-        const eventLog = c.source.startsWith(EVENT_LOG) ? c.source.slice(EVENT_LOG.length) : undefined;
-        const head =
-          eventLog !== undefined
-            ? await store.journal.eventLogHead(eventLog)
-            : c.source.startsWith(TOPIC)
-              ? (topicHeads.get(c.source.slice(TOPIC.length))?.head ?? 0)
-              : c.read;
-        // Another proxy may hold the lease: then the stored position is the one that moves.
-        const committed = Math.max(c.committed, positions.get(`${c.group}\u0000${c.source}`) ?? 0);
-        return {
-          service: c.service,
-          group: c.group,
-          source: c.source,
-          active: c.active,
-          committed,
-          read: c.read,
-          head,
-          lag: Math.max(0, head - committed),
-          inFlight: c.inFlight,
-          delivered: c.delivered,
-          deadLetters: c.deadLetters,
-        };
-      }),
-    );
-    const topics = [...eventing.topics].sort().map((topic) => ({ topic, messages: topicHeads.get(topic)?.messages ?? 0, head: topicHeads.get(topic)?.head ?? 0 }));
-    return { broker: status.broker, consumers, topics };
+    const [reports, infos, positions] = await Promise.all([eventing.report(), eventing.broker.topics(), positionsOf([store.offsets, eventing.broker.offsets])]);
+    const consumers = reports.map((c) => {
+      // Another proxy may hold the lease: then the stored position is the one that moves.
+      const committed = Math.max(c.committed, positions.get(`${c.group}\u0000${c.source}`) ?? 0);
+      return {
+        service: c.service,
+        group: c.group,
+        source: c.source,
+        active: c.active,
+        committed,
+        read: c.read,
+        head: c.head,
+        lag: Math.max(0, c.head - committed),
+        inFlight: c.inFlight,
+        delivered: c.delivered,
+        deadLetters: c.deadLetters,
+      };
+    });
+    const topicInfo = new Map(infos.map((t) => [t.topic, t]));
+    const topics = [...eventing.topics].sort().map((topic) => ({ topic, messages: topicInfo.get(topic)?.messages ?? 0, head: topicInfo.get(topic)?.head ?? 0 }));
+    return { broker: eventing.broker.description, consumers, topics };
   }
 
   private async deadLetters(query: URLSearchParams): Promise<unknown> {
@@ -274,8 +264,6 @@ export class AdminApi {
   }
 }
 
-const EVENT_LOG = "event-log:";
-const TOPIC = "topic:";
 const DEAD_LETTERS_DEFAULT = 50;
 const DEAD_LETTERS_MAX = 500;
 

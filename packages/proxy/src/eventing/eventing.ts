@@ -43,9 +43,11 @@ interface Route {
   readonly typeUrl: string | undefined;
 }
 
-export interface EventingStatus {
-  readonly broker: string;
-  readonly consumers: (ConsumerStatus & { readonly service: string })[];
+/** A consumer as the console and the lag metric see it: its status and its source's head. */
+export interface ConsumerReport extends ConsumerStatus {
+  readonly service: string;
+  /** The source's highest offset (the consumer's own read offset when the source cannot say). */
+  readonly head: number;
 }
 
 export class Eventing {
@@ -99,11 +101,14 @@ export class Eventing {
     }
   }
 
-  status(): EventingStatus {
-    return {
-      broker: this.broker.description,
-      consumers: this.consumers.map(({ consumer, subscription }) => ({ ...consumer.status(), service: subscription.service.name })),
-    };
+  report(): Promise<ConsumerReport[]> {
+    return Promise.all(
+      this.consumers.map(async ({ consumer, source, subscription }) => {
+        const status = consumer.status();
+        const head = await source.head().catch(() => status.read);
+        return { ...status, service: subscription.service.name, head };
+      }),
+    );
   }
 
   /** Publishes messages to a topic (the HTTP endpoint); resolves with their offsets. */
@@ -120,14 +125,7 @@ export class Eventing {
   }
 
   private async lag(): Promise<{ group: string; source: string; lag: number }[]> {
-    const out = [];
-    for (const { consumer, source } of this.consumers) {
-      const status = consumer.status();
-      if (!status.active) continue;
-      const head = await source.head().catch(() => status.read);
-      out.push({ group: status.group, source: status.source, lag: Math.max(0, head - status.committed) });
-    }
-    return out;
+    return (await this.report()).filter((c) => c.active).map((c) => ({ group: c.group, source: c.source, lag: Math.max(0, c.head - c.committed) }));
   }
 
   private async deliver(subscription: Subscription, message: SourceMessage, signal: AbortSignal, committed: number): Promise<"delivered" | "unmatched"> {
