@@ -1,11 +1,11 @@
 // The web console under /console: three static files (plain JS, no build step) and the JSON API.
 // With a token, every API request needs `Authorization: Bearer <token>`; without one, only loopback
 // clients are served (config refuses a token-less console on a non-loopback interface).
-import { timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type * as http from "node:http";
 import type { AdminApi } from "./admin-api.js";
 import { readBody } from "../ingress/http/http-handler.js";
+import { bearerTokenMatches, sendJson } from "../ingress/http/headers.js";
 
 const STATIC: Record<string, string> = {
   "index.html": "text/html; charset=utf-8",
@@ -35,7 +35,7 @@ export class ConsoleHandler {
     const url = new URL(req.url ?? "/", "http://console");
     const path = url.pathname;
     if (this.o.token === undefined && !isLoopback(req.socket.remoteAddress)) {
-      send(res, 403, { error: { code: "PERMISSION_DENIED", message: "the console without a token serves loopback clients only" } });
+      sendJson(res, 403, { error: { code: "PERMISSION_DENIED", message: "the console without a token serves loopback clients only" } });
       return;
     }
     if (path === "/console") {
@@ -43,34 +43,25 @@ export class ConsoleHandler {
       return;
     }
     if (path.startsWith("/console/api/")) {
-      if (!this.authorized(req)) {
-        send(res, 401, { error: { code: "UNAUTHENTICATED", message: "the console API needs Authorization: Bearer <token>" } }, { "www-authenticate": "Bearer" });
+      if (!bearerTokenMatches(req, this.o.token)) {
+        sendJson(res, 401, { error: { code: "UNAUTHENTICATED", message: "the console API needs Authorization: Bearer <token>" } }, { "www-authenticate": "Bearer" });
         return;
       }
       const body = () => readBody(req, this.o.maxBodyBytes);
       this.o.api
         .handle(req.method ?? "GET", path.slice("/console/api".length), url.searchParams, body)
-        .then((r) => send(res, r.status, r.body))
-        .catch((e: unknown) => send(res, 500, { error: { code: "INTERNAL", message: (e as Error).message } }));
+        .then((r) => sendJson(res, r.status, r.body))
+        .catch((e: unknown) => sendJson(res, 500, { error: { code: "INTERNAL", message: (e as Error).message } }));
       return;
     }
     const name = path === "/console/" ? "index.html" : path.slice("/console/".length);
     const file = this.files.get(name);
     if (file === undefined || (req.method !== "GET" && req.method !== "HEAD")) {
-      send(res, 404, { error: { code: "NOT_FOUND", message: `no console page ${path}` } });
+      sendJson(res, 404, { error: { code: "NOT_FOUND", message: `no console page ${path}` } });
       return;
     }
     res.writeHead(200, { "content-type": STATIC[name]!, "content-length": file.length, "cache-control": "no-cache" });
     res.end(req.method === "HEAD" ? undefined : file);
-  }
-
-  private authorized(req: http.IncomingMessage): boolean {
-    const token = this.o.token;
-    if (token === undefined) return true;
-    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
-    const a = Buffer.from(given);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
   }
 }
 
@@ -79,7 +70,3 @@ function isLoopback(address: string | undefined): boolean {
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers }).end(text);
-}

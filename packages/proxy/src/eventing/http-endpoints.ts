@@ -5,7 +5,6 @@
 //                                   (live, resumable with Last-Event-ID), else one JSON page
 //   GET  /eventing/topics           the topics with their message counts and heads
 // Only the topics the user function's methods consume or publish exist here.
-import { timingSafeEqual } from "node:crypto";
 import type * as http from "node:http";
 import { fromBinary, toJson, type Registry } from "@bufbuild/protobuf";
 import type { TopicMessage, TopicPublish } from "../store/store.js";
@@ -17,6 +16,7 @@ import type { RouteTable } from "../ingress/http/routes.js";
 import { DiscoveryError } from "../discovery/service-model.js";
 import { Code, ProxyError } from "../errors.js";
 import { drained, readBody } from "../ingress/http/http-handler.js";
+import { bearerTokenMatches, sendJson } from "../ingress/http/headers.js";
 
 export const EVENTING_PREFIX = "/eventing/";
 
@@ -76,15 +76,15 @@ export class EventingEndpoints {
 
   handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://eventing");
-    if (!this.authorized(req)) {
-      send(res, 401, error("UNAUTHENTICATED", "the eventing endpoints need Authorization: Bearer <token>"), { "www-authenticate": "Bearer" });
+    if (!bearerTokenMatches(req, this.o.token)) {
+      sendJson(res, 401, error("UNAUTHENTICATED", "the eventing endpoints need Authorization: Bearer <token>"), { "www-authenticate": "Bearer" });
       return;
     }
     const run = async () => {
       if (url.pathname === "/eventing/topics" && req.method === "GET") {
         const known = this.o.eventing.topics;
         const infos = new Map((await this.o.eventing.broker.topics()).map((t) => [t.topic, t]));
-        send(res, 200, { topics: [...known].sort().map((topic) => ({ topic, messages: infos.get(topic)?.messages ?? 0, head: String(infos.get(topic)?.head ?? 0) })) });
+        sendJson(res, 200, { topics: [...known].sort().map((topic) => ({ topic, messages: infos.get(topic)?.messages ?? 0, head: String(infos.get(topic)?.head ?? 0) })) });
         return;
       }
       const m = /^\/eventing\/topics\/([^/]+)$/.exec(url.pathname);
@@ -103,10 +103,10 @@ export class EventingEndpoints {
         res.destroy();
         return;
       }
-      if (e instanceof BadRequest) send(res, e.status, error(e.status === 404 ? "NOT_FOUND" : e.status === 413 ? "RESOURCE_EXHAUSTED" : "INVALID_ARGUMENT", e.message));
+      if (e instanceof BadRequest) sendJson(res, e.status, error(e.status === 404 ? "NOT_FOUND" : e.status === 413 ? "RESOURCE_EXHAUSTED" : "INVALID_ARGUMENT", e.message));
       else {
         this.o.log.warn({ err: (e as Error).message }, "eventing endpoint failed");
-        send(res, 503, error("UNAVAILABLE", `could not reach the topic log: ${(e as Error).message}`));
+        sendJson(res, 503, error("UNAVAILABLE", `could not reach the topic log: ${(e as Error).message}`));
       }
     });
   }
@@ -128,7 +128,7 @@ export class EventingEndpoints {
       messages = [this.fromBinary(topic, req.headers, contentType, body)];
     }
     const offsets = await this.o.eventing.publish(messages);
-    send(res, 200, messages.length === 1 && media !== "application/cloudevents-batch+json" ? { topic, offset: String(offsets[0]) } : { topic, offsets: offsets.map(String) });
+    sendJson(res, 200, messages.length === 1 && media !== "application/cloudevents-batch+json" ? { topic, offset: String(offsets[0]) } : { topic, offsets: offsets.map(String) });
   }
 
   /** Binary mode: the attributes in ce-* headers, the data as the body with its Content-Type. */
@@ -233,7 +233,7 @@ export class EventingEndpoints {
       if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new BadRequest("limit must be between 1 and 1000");
       const messages = await broker.read(topic, after, Number(limitText));
       const next = messages.length > 0 ? messages[messages.length - 1]!.offset : after;
-      send(res, 200, { topic, events: messages.map(render), next: String(next) });
+      sendJson(res, 200, { topic, events: messages.map(render), next: String(next) });
       return;
     }
     if (this.closed) throw new BadRequest("the proxy is shutting down", 503);
@@ -287,15 +287,6 @@ export class EventingEndpoints {
       return structured(m, m.data, m.offset);
     }
   }
-
-  private authorized(req: http.IncomingMessage): boolean {
-    const token = this.o.token;
-    if (token === undefined) return true;
-    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
-    const a = Buffer.from(given);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
-  }
 }
 
 function parseJson(body: Uint8Array): unknown {
@@ -310,6 +301,3 @@ function error(code: string, message: string) {
   return { error: { code, message } };
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers }).end(JSON.stringify(body));
-}
