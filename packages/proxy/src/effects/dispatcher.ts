@@ -34,8 +34,8 @@ export interface Delivery {
   readonly payload: Uint8Array;
   /** The payload's type URL, when the method takes google.protobuf.Any. */
   readonly typeUrl?: string | undefined;
-  /** The entity to address when the payload has no key field (a method taking Any): the event's subject. */
-  readonly entityId?: string | undefined;
+  /** The message's subject ("" when none): it addresses the entity when the payload has no key field (a method taking Any). */
+  readonly subject: string;
   /** The CloudEvent attributes. */
   readonly metadata: Metadata;
   readonly signal?: AbortSignal | undefined;
@@ -81,7 +81,7 @@ export class Dispatcher {
     const { service, method } = delivery;
     const handler = this.handlers.get(service.name);
     if (handler === undefined) throw new ProxyError(Code.UNIMPLEMENTED, `service ${service.name} is not served by this proxy`);
-    const entityId = method.keyFields.length > 0 ? readEntityId(delivery.payload, method.keyFields, method.desc.input.typeName) : (delivery.entityId ?? "");
+    const entityId = method.keyFields.length > 0 ? readEntityId(delivery.payload, method.keyFields, method.desc.input.typeName) : delivery.subject;
     if (service.kind !== "action" && entityId === "") {
       throw new ProxyError(Code.INVALID_ARGUMENT, `${service.name}.${method.name}: the message has no entity id (no key field value and no ce-subject)`);
     }

@@ -148,7 +148,7 @@ export class Eventing {
           method: route.method,
           payload: route.payload,
           typeUrl: route.typeUrl,
-          entityId: message.subject,
+          subject: message.subject,
           metadata: cloudEventMetadata(message, committed),
           signal,
         },
@@ -191,7 +191,6 @@ export class Eventing {
     const typeUrl = reply.typeUrl ?? method.outputTypeUrl;
     const any: AnyPayload = reply.any ?? (typeUrl === ANY_TYPE_URL ? fromBinary(AnySchema, reply.payload) : { typeUrl, value: reply.payload });
     const { type, contentType, data } = dataOfAny(any);
-    const delivery = cause.kind === "delivery" ? cause.delivery : undefined;
     try {
       await this.publish([
         {
@@ -201,7 +200,7 @@ export class Eventing {
           id: cause.kind === "delivery" ? cause.messageKey : randomUUID(),
           source: service.name,
           type,
-          subject: cause.kind === "call" ? cause.entityId : (subjectOf(delivery?.metadata) ?? ""),
+          subject: cause.kind === "call" ? cause.entityId : cause.delivery.subject,
           contentType,
           time: Date.now(),
           data,
@@ -213,9 +212,4 @@ export class Eventing {
       throw new ProxyError(Code.UNAVAILABLE, `the reply of ${service.name}.${method.name} could not be published to topic "${topic}": ${(e as Error).message}`, { cause: e });
     }
   }
-}
-
-function subjectOf(metadata: { entries: readonly { key: string; value: { case?: string; value?: unknown } }[] } | undefined): string | undefined {
-  const entry = metadata?.entries.find((e) => e.key === "ce-subject");
-  return entry?.value.case === "stringValue" ? (entry.value.value as string) : undefined;
 }
