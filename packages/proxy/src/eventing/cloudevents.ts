@@ -2,6 +2,7 @@
 // message (ce-id, ce-source, ce-specversion, ce-type, ce-subject, Content-Type, ce-time), the Any
 // conventions for payloads that are not protobuf, and the JSON (structured) form used over HTTP.
 import { create, type Registry, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { MetadataSchema, type Metadata } from "@cloudstate-ts/protocol";
 
 export const SPEC_VERSION = "1.0";
@@ -107,48 +108,21 @@ export function protobufFromJson(registry: Registry, typeName: string, json: Uin
 /** `{ bytes value = 1 }`: how the conventions wrap JSON, text and bytes. */
 function field1(data: Uint8Array): Uint8Array {
   if (data.length === 0) return new Uint8Array(0);
-  const out: number[] = [0x0a];
-  let n = data.length;
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  const buf = new Uint8Array(out.length + data.length);
-  buf.set(out, 0);
-  buf.set(data, out.length);
-  return buf;
+  return new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(data).finish();
 }
 
 /** Field 1 (length-delimited) of a wrapper; other fields are skipped, a malformed one is an error. */
 function readField1(value: Uint8Array, typeUrl: string): Uint8Array {
-  let pos = 0;
+  const reader = new BinaryReader(value);
   let found: Uint8Array = new Uint8Array(0);
-  const varint = (): number => {
-    let result = 0;
-    let shift = 1;
-    for (;;) {
-      if (pos >= value.length) throw new Error(`malformed ${typeUrl} value`);
-      const b = value[pos++]!;
-      result += (b & 0x7f) * shift;
-      if (b < 0x80) return result;
-      shift *= 128;
-      if (shift > 2 ** 63) throw new Error(`malformed ${typeUrl} value`);
+  try {
+    while (reader.pos < reader.len) {
+      const [no, wireType] = reader.tag();
+      if (no === 1 && wireType === WireType.LengthDelimited) found = reader.bytes();
+      else reader.skip(wireType);
     }
-  };
-  while (pos < value.length) {
-    const tag = varint();
-    const wire = tag & 7;
-    if (wire === 0) varint();
-    else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
-    else if (wire === 2) {
-      const len = varint();
-      if (pos + len > value.length) throw new Error(`malformed ${typeUrl} value`);
-      if (tag >>> 3 === 1) found = value.subarray(pos, pos + len);
-      pos += len;
-    } else throw new Error(`malformed ${typeUrl} value`);
-    if (pos > value.length) throw new Error(`malformed ${typeUrl} value`);
+  } catch {
+    throw new Error(`malformed ${typeUrl} value`);
   }
   return found;
 }
