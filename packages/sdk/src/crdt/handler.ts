@@ -318,11 +318,9 @@ class CrdtStream extends EntityStream<CrdtStreamIn, CrdtStreamOut, CrdtInstance>
     }
   }
 
-
   protected streamFailure(commandId: bigint, description: string): CrdtStreamOut {
     return streamOut("failure", { commandId, description });
   }
-
 
   private writeAll(messages: readonly CrdtStreamOut[]): void {
     for (const message of messages) this.write(message);

@@ -153,11 +153,9 @@ class EventSourcedStream extends EntityStream<EventSourcedStreamIn, EventSourced
     }
   }
 
-
   protected streamFailure(commandId: bigint, description: string): EventSourcedStreamOut {
     return create(EventSourcedStreamOutSchema, { message: { case: "failure", value: { commandId, description } } });
   }
-
 
   private init(init: EventSourcedInit): void {
     this.begin(this.entities, init, "event-sourced entity", (entity) => new EventSourcedInstance(entity, init.entityId, init.snapshot, this.logger));

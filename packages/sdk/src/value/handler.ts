@@ -126,11 +126,9 @@ class ValueEntityStream extends EntityStream<ValueEntityStreamIn, ValueEntityStr
     }
   }
 
-
   protected streamFailure(commandId: bigint, description: string): ValueEntityStreamOut {
     return create(ValueEntityStreamOutSchema, { message: { case: "failure", value: { commandId, description } } });
   }
-
 
   private init(init: ValueEntityInit): void {
     // `state` is always present in protocol 0.2; a proxy that leaves it out means "none stored".
